@@ -1,0 +1,4 @@
+"""The compiler: lower -> differentiate -> passes -> memory plan -> emit (see DESIGN.md)."""
+from .plan import Plan, compile
+
+DEFAULT_LEVEL = 0

@@ -1,0 +1,160 @@
+"""Plan: a module compiled at one level, with one executable per input signature.
+
+``forward``/``backward`` check the run-time inputs against the graph (arity, types, shapes), pick or build
+the executable for their signature (shapes, dtypes, the modules' modes), and run it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import module as _module
+from ..errors import GraphnetError, InputError, InputShapeError, ShapeError, fmt_shape
+from ..node import Input
+
+LEVELS = (0, 1, 2)
+
+
+class Plan:
+    def __init__(self, module, level: int = 2):
+        from ..gmodule import gModule
+        from ..module import Module
+        if not isinstance(module, Module):
+            raise InputError(f"gn.compile takes a module (a gModule or an nn module), got {type(module).__name__}")
+        if level not in LEVELS:
+            raise InputError(f"gn.compile: level must be one of {LEVELS}, got {level!r}")
+        self.module = module
+        self.level = level
+        self.graph = module if isinstance(module, gModule) else None
+        self._cache = {}
+        self._last = None             # (executable, the arrays given, forward state)
+
+    # --- input checks --------------------------------------------------------------------------------------
+    def _input_names(self, n):
+        if self.graph is not None:
+            return [i.display_name() for i in self.graph.inputs]
+        return [f"input {i}" for i in range(n)]
+
+    def _check(self, arrays):
+        g = self.graph
+        n_in = len(g.inputs) if g is not None else self.module.arity
+        who = self.module.label()
+        if n_in is not None and len(arrays) != n_in:
+            names = ", ".join(self._input_names(n_in))
+            raise InputError(f"{who} takes {n_in} input array{'s' * (n_in != 1)} ({names}), got {len(arrays)}")
+        names = self._input_names(len(arrays))
+        out = []
+        for i, (x, name) in enumerate(zip(arrays, names)):
+            out.append(_as_array(x, f"{who}: input {i} ('{name}')", self.module.dtype))
+        if g is not None:
+            for x, node in zip(out, g.inputs):
+                want = node.shape
+                if want is not None and (len(want) != x.ndim or
+                                         any(w is not None and w != s for w, s in zip(want, x.shape))):
+                    raise InputShapeError(f"{who}: input '{node.display_name()}' must have shape {fmt_shape(want)}"
+                                          f", got an array of shape {x.shape} (declared at {node.site})", node)
+        return out
+
+    def _executable(self, arrays):
+        key = (tuple((x.shape, x.dtype.str) for x in arrays), _module.mode_version())
+        exe = self._cache.get(key)
+        if exe is None:
+            try:
+                exe = self._build([(x.shape, x.dtype) for x in arrays])
+            except ShapeError as e:
+                if isinstance(e, InputError):
+                    raise
+                shapes = ", ".join(str(x.shape) + " " + str(x.dtype) for x in arrays)
+                raise InputShapeError(f"{e}\n  with inputs of shapes {shapes}", e.node) from None
+            self._cache[key] = exe
+        return exe
+
+    def _build(self, signature):
+        from .lower import lower
+        from .interp import Interpreter
+        module = self.module
+        if self.graph is None:
+            from ..gmodule import gModule
+            xs = [Input() for _ in signature]
+            y = module(*xs)
+            module = gModule(xs, list(y) if y.is_multi else [y])
+        prog = lower(module, signature)
+        if self.level == 0:
+            return Interpreter(prog)
+        from .pipeline import build_executable
+        return build_executable(prog, self.level)
+
+    # --- running -------------------------------------------------------------------------------------------
+    def forward(self, *arrays):
+        """Outputs for these input arrays: one array, or a list for several outputs."""
+        xs = self._check(arrays)
+        exe = self._executable(xs)
+        outs, state = exe.forward(xs)
+        self._last = (exe, arrays, state, outs)
+        return outs[0] if len(outs) == 1 else list(outs)
+
+    def backward(self, *grad_outputs):
+        """Gradients w.r.t. the inputs of the last forward; parameter gradients accumulate into ``.grad``."""
+        if self._last is None:
+            raise InputError(f"{self.module.label()}: backward() needs a forward() first")
+        exe, _, state, outs = self._last
+        if len(grad_outputs) != len(outs):
+            raise InputError(f"{self.module.label()}: backward takes one gradient per output ({len(outs)}), "
+                             f"got {len(grad_outputs)}")
+        gs = []
+        for i, (g, o) in enumerate(zip(grad_outputs, outs)):
+            g = _as_array(g, f"{self.module.label()}: gradient of output {i}", o.dtype)
+            if g.shape != o.shape:
+                raise InputShapeError(f"{self.module.label()}: gradient of output {i} must have the output's shape "
+                                      f"{o.shape}, got {g.shape}")
+            gs.append(g)
+        res = exe.backward(state, gs)
+        return res[0] if len(res) == 1 else res
+
+    def run_forward(self, inputs):
+        return self.forward(*_as_list(inputs))
+
+    def run_backward(self, inputs, grad_outputs):
+        arrays = _as_list(inputs)
+        last = self._last
+        if last is None or len(last[1]) != len(arrays) or any(a is not b for a, b in zip(last[1], arrays)):
+            self.forward(*arrays)      # backward must follow the forward of the same inputs: make it so
+        return self.backward(*_as_list(grad_outputs))
+
+    @property
+    def code(self) -> str:
+        if self._last is None:
+            raise InputError("plan.code is known once the plan has run (it is compiled per input signature)")
+        return self._last[0].code
+
+    def stats(self) -> dict:
+        if self._last is None:
+            raise InputError("plan.stats() is known once the plan has run (it is compiled per input signature)")
+        exe = self._last[0]
+        return dict(getattr(exe, "stats", {}) or {"nodes": len(exe.fwd) + len(exe.bwd)})
+
+
+def _as_list(x):
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+def _as_array(x, what, float_dtype):
+    """x as a numeric numpy array: floats cast to the module's dtype, integers kept."""
+    if isinstance(x, np.ndarray):
+        arr = x
+    elif isinstance(x, (np.generic, int, float)) and not isinstance(x, bool):
+        arr = np.asarray(x)
+    else:
+        kind = "None" if x is None else type(x).__name__
+        hint = " (use np.asarray(...))" if isinstance(x, (list, tuple)) else ""
+        raise InputError(f"{what} is {kind}, not a numpy array{hint}")
+    k = arr.dtype.kind
+    if k == "f":
+        return arr if arr.dtype == float_dtype else arr.astype(float_dtype)
+    if k in "iu":
+        return arr
+    raise InputError(f"{what} has dtype {arr.dtype}; graphnet takes float or integer arrays")
+
+
+def compile(module, level: int = 2) -> Plan:
+    """Compile ``module``: level 0 is the reference interpreter; 2 runs every optimization pass."""
+    return Plan(module, level)

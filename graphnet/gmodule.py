@@ -1,0 +1,179 @@
+"""gModule: a graph of nodes packed into a module (nngraph's ``nn.gModule``).
+
+Packing validates the graph, keeps it as a networkx.DiGraph in a fixed topological order, and names unnamed
+nodes after the local variables that hold them in the caller (nngraph's annotateNodes). Lowering a gModule
+inlines its graph: each node's module lowers in turn, so nested gModules disappear into primitives.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import networkx as nx
+
+from .errors import GraphError, ShapeError, caller_site, fmt_shape, node_error
+from .module import Module
+from .node import APPLY, INPUT, ITEM, Node
+
+_HERE = {os.path.abspath(__file__), os.path.abspath(sys.modules[Module.__module__].__file__)}
+
+
+class gModule(Module):
+    """A module made of a graph: ``gModule(inputs, outputs)`` with lists of nodes (or single nodes)."""
+
+    def __init__(self, inputs, outputs):
+        super().__init__()
+        site = caller_site()
+        ins = _node_list(inputs, "inputs", site)
+        outs = _node_list(outputs, "outputs", site)
+        if not ins:
+            raise GraphError(f"gModule needs at least one input node (at {site})")
+        if not outs:
+            raise GraphError(f"gModule needs at least one output node (at {site})")
+        for n in ins:
+            if n.kind != INPUT:
+                raise GraphError(f"gModule's inputs must be gn.Input() nodes; '{n.display_name()}' is made by "
+                                 f"{n.op_label()} (built at {n.site}). Cut the graph at a gn.Input() instead "
+                                 f"(at {site})", n)
+        _no_duplicates(ins, "input", site)
+        _no_duplicates(outs, "output", site)
+
+        graph = nx.DiGraph()
+        declared = set(map(id, ins))
+        stack = list(outs)
+        reached_from = {id(o): o for o in outs}
+        while stack:
+            n = stack.pop()
+            if n in graph and graph.nodes[n].get("done"):
+                continue
+            graph.add_node(n, done=True)
+            if n.kind == INPUT and id(n) not in declared:
+                out = reached_from[id(n)]
+                raise GraphError(f"output '{out.display_name()}' depends on input node '{n.display_name()}' "
+                                 f"(built at {n.site}), which is not in gModule's inputs; add it to the inputs "
+                                 f"list (at {site})", n)
+            for pos, p in enumerate(n.inputs):
+                graph.add_edge(p, n, pos=pos)
+                if id(p) not in reached_from:
+                    reached_from[id(p)] = reached_from[id(n)]
+                    stack.append(p)
+        unused = [n for n in ins if n not in graph]
+        if unused:
+            names = ", ".join(f"'{n.display_name()}' (built at {n.site})" for n in unused)
+            raise GraphError(f"gModule input {names} is not used by any output; remove it from the inputs or "
+                             f"connect it (at {site})", unused[0])
+
+        self.inputs = ins
+        self.outputs = outs
+        self.graph = graph
+        self.order = list(nx.lexicographical_topological_sort(graph, key=lambda n: n.id))
+        self.arity = len(ins)
+        self.site = site
+        self.name = None
+        _name_from_locals(self, graph)
+
+    # --- module protocol -----------------------------------------------------------------------------------
+    def num_outputs(self, *shapes):
+        return len(self.outputs)
+
+    def label(self):
+        return f"{self.name or 'gModule'}({len(self.inputs)} -> {len(self.outputs)})"
+
+    def submodules(self):
+        seen, out = set(), []
+        for n in self.order:
+            if n.kind == APPLY and id(n.module) not in seen:
+                seen.add(id(n.module))
+                out.append(n.module)
+        return out
+
+    def nodes(self):
+        """The graph's nodes in the order they run."""
+        return list(self.order)
+
+    def lower(self, b, *xs):
+        env = {}
+        for node, x in zip(self.inputs, xs):
+            _check_declared(b, node, x)
+            env[node] = x
+        for node in self.order:
+            if node.kind == INPUT:
+                continue
+            if node.kind == ITEM:
+                env[node] = env[node.inputs[0]][node.index]
+                continue
+            b.push(node)
+            try:
+                out = node.module.lower(b, *[env[p] for p in node.inputs])
+            finally:
+                b.pop()
+            if node.is_multi and not isinstance(out, (list, tuple)):
+                out = [out]
+            if node.is_multi and node.n_outputs is not None and len(out) != node.n_outputs:
+                raise node_error(GraphError, f"{node.op_label()} made {len(out)} outputs, but the graph uses it as "
+                                             f"{node.n_outputs} (split({node.n_outputs}))", node)
+            env[node] = out
+        res = [env[o] for o in self.outputs]
+        return res[0] if len(res) == 1 else res
+
+    # --- inspection ----------------------------------------------------------------------------------------
+    def to_networkx(self):
+        """A networkx.DiGraph over node names, with attributes op, module, shape, site, kind."""
+        g = nx.DiGraph()
+        for n in self.order:
+            g.add_node(n.display_name(), op=n.op_label(), module=type(n.module).__name__ if n.module else n.kind,
+                       shape=n.shape, site=n.site, kind=n.kind)
+        for p, n, d in self.graph.edges(data=True):
+            g.add_edge(p.display_name(), n.display_name(), pos=d["pos"])
+        return g
+
+
+def _check_declared(b, node, x):
+    want = node.shape
+    if want is None or x.shape is None:
+        return
+    if len(want) != len(x.shape) or any(w is not None and g is not None and w != g
+                                        for w, g in zip(want, x.shape)):
+        raise node_error(ShapeError, f"input '{node.display_name()}' is declared with shape {fmt_shape(want)}, "
+                                     f"got {fmt_shape(x.shape)}", node, context=reversed(b._src))
+
+
+def _node_list(arg, what, site):
+    items = list(arg) if isinstance(arg, (list, tuple)) else [arg]
+    out = []
+    for i, a in enumerate(items):
+        if isinstance(a, Node):
+            if a.is_multi:
+                if a.n_outputs is None:
+                    raise GraphError(f"gModule {what}[{i}] '{a.display_name()}' has an unknown number of outputs; "
+                                     f"unpack it with .split(k) (at {site})", a)
+                out.extend(a.split(a.n_outputs))
+            else:
+                out.append(a)
+        elif isinstance(a, Module):
+            raise GraphError(f"gModule {what}[{i}] is a Module ({a.label()}), not a Node — did you forget to call "
+                             f"it: {type(a).__name__}(...)(x)? (at {site})")
+        else:
+            raise GraphError(f"gModule {what}[{i}] is a {type(a).__name__}, not a Node; gModule takes lists of "
+                             f"nodes made by gn.Input() and by calling modules (at {site})")
+    return out
+
+
+def _no_duplicates(nodes, what, site):
+    seen = set()
+    for n in nodes:
+        if id(n) in seen:
+            raise GraphError(f"gModule {what} '{n.display_name()}' is listed twice (at {site})", n)
+        seen.add(id(n))
+
+
+def _name_from_locals(gm, graph):
+    """Name unnamed nodes after the caller's local variables that hold them (nngraph's annotateNodes)."""
+    f = sys._getframe(1)
+    while f is not None and os.path.abspath(f.f_code.co_filename) in _HERE:
+        f = f.f_back
+    if f is None:
+        return
+    for var, val in list(f.f_locals.items()):
+        if isinstance(val, Node) and val.name is None and val in graph and not var.startswith("_"):
+            val.name = var

@@ -1,0 +1,11 @@
+"""The modules users call on nodes (nngraph's ``nn``), each a composition of primitive ops."""
+from .basic import (ELU, Abs, Add, AddConstant, Dropout, Exp, HardTanh, Identity, LeakyReLU, Linear, Log,
+                    LogSoftMax, LookupTable, MM, Mul, MulConstant, Power, ReLU, Sigmoid, SoftMax, SoftPlus, Sqrt,
+                    Square, Tanh, Threshold)
+from .criterion import (AbsCriterion, BCECriterion, ClassNLLCriterion, Criterion, CrossEntropyCriterion,
+                        MSECriterion, SmoothL1Criterion)
+from .shape import Max, Mean, Narrow, Padding, Replicate, Reshape, Select, Squeeze, Sum, Transpose, Unsqueeze, View
+from .table import (CAddTable, CDivTable, CMaxTable, CMinTable, CMulTable, CSubTable, JoinTable, NarrowTable,
+                    SelectTable, SplitTable)
+from ..module import Module
+from ..gmodule import gModule

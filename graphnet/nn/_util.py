@@ -1,0 +1,25 @@
+"""Small helpers shared by the module files."""
+from __future__ import annotations
+
+import numbers
+
+from ..errors import GraphError, node_error
+
+
+def fail(b, message):
+    """A GraphError about the graph node being lowered on builder ``b``."""
+    return node_error(GraphError, message, b.src)
+
+
+def check_int(name, value, lo=None, module=""):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise GraphError(f"{module}: {name} must be an int, got {value!r}")
+    if lo is not None and value < lo:
+        raise GraphError(f"{module}: {name} must be >= {lo}, got {value}")
+    return int(value)
+
+
+def check_float(name, value, module=""):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise GraphError(f"{module}: {name} must be a number, got {value!r}")
+    return float(value)

@@ -1,0 +1,207 @@
+"""Node: a symbolic value in a graph under construction.
+
+There are three kinds, told apart by ``kind``: an ``input`` (made by ``gn.Input``), an ``apply`` (a module called
+on input nodes; it has ``module.num_outputs`` outputs) and an ``item`` (output ``index`` of a multi-output node).
+Nodes never change what they compute once made; only their display name and drawing attributes can be set.
+"""
+from __future__ import annotations
+
+import itertools
+from numbers import Number
+
+from .errors import GraphError, caller_site, fmt_shape
+
+INPUT, APPLY, ITEM = "input", "apply", "item"
+_ids = itertools.count(1)
+
+
+class Node:
+    __slots__ = ("kind", "module", "inputs", "index", "name", "site", "shape", "n_outputs", "attrs", "id",
+                 "_items", "__weakref__")
+
+    def __init__(self, kind, module=None, inputs=(), index=None, name=None, shape=None, n_outputs=1, site=None):
+        self.kind = kind
+        self.module = module
+        self.inputs = tuple(inputs)
+        self.index = index
+        self.name = name
+        self.site = site or caller_site()
+        self.shape = shape
+        self.n_outputs = n_outputs      # None: a multi-output node whose count is not known yet
+        self.attrs = {}
+        self.id = next(_ids)
+        self._items = {}
+
+    # --- naming --------------------------------------------------------------------------------------------
+    def display_name(self) -> str:
+        if self.name:
+            return self.name
+        if self.kind == ITEM:
+            return f"{self.inputs[0].display_name()}[{self.index}]"
+        if self.kind == INPUT:
+            return f"Input_{self.id}"
+        return f"{type(self.module).__name__}_{self.id}"
+
+    def op_label(self) -> str:
+        if self.kind == INPUT:
+            return "Input"
+        if self.kind == ITEM:
+            return f"output {self.index} of {self.inputs[0].op_label()}"
+        return self.module.label()
+
+    def annotate(self, name: str | None = None, **graphviz_attrs) -> "Node":
+        """Name the node and set graphviz attributes for its drawing; returns the node."""
+        if name is not None:
+            if not isinstance(name, str) or not name:
+                raise GraphError(f"annotate(name=...) takes a non-empty string, got {name!r}", self)
+            self.name = name
+        self.attrs.update({k: str(v) for k, v in graphviz_attrs.items()})
+        return self
+
+    def __repr__(self):
+        return f"<Node {self.display_name()}: {self.op_label()} {fmt_shape(self.shape)} at {self.site}>"
+
+    # --- multi-output nodes --------------------------------------------------------------------------------
+    @property
+    def is_multi(self) -> bool:
+        return self.n_outputs != 1
+
+    def item(self, i: int) -> "Node":
+        """Output ``i`` of a multi-output node (the same node object each time)."""
+        if not self.is_multi:
+            raise GraphError(f"node '{self.display_name()}' has a single output; only a node with several "
+                             f"outputs can be indexed by an integer (to slice it, write x[:, {i}])", self)
+        n = self.n_outputs
+        if n is not None and not -n <= i < n:
+            raise GraphError(f"output {i} is out of range: node '{self.display_name()}' has {n} outputs", self)
+        if n is not None:
+            i %= n
+        if i not in self._items:
+            shape = self.shape[i] if isinstance(self.shape, list) else None
+            self._items[i] = Node(ITEM, inputs=(self,), index=i, shape=shape, site=self.site)
+        return self._items[i]
+
+    def split(self, k: int) -> tuple:
+        """The k outputs of a multi-output node, as nngraph's ``node:split(k)``."""
+        if not self.is_multi:
+            raise GraphError(f"node '{self.display_name()}' ({self.op_label()}) has a single output; "
+                             f"split({k}) needs a node with {k} outputs", self)
+        if self.n_outputs is None:
+            self.n_outputs = k
+        elif self.n_outputs != k:
+            raise GraphError(f"split({k}) on node '{self.display_name()}' ({self.op_label()}), which has "
+                             f"{self.n_outputs} outputs", self)
+        return tuple(self.item(i) for i in range(k))
+
+    def __iter__(self):
+        if not self.is_multi:
+            raise GraphError(f"node '{self.display_name()}' ({self.op_label()}) has a single output and cannot "
+                             "be unpacked", self)
+        if self.n_outputs is None:
+            raise GraphError(f"node '{self.display_name()}' has an unknown number of outputs; use .split(k)",
+                             self)
+        return iter(self.split(self.n_outputs))
+
+    def __len__(self):
+        if not self.is_multi or self.n_outputs is None:
+            raise GraphError(f"node '{self.display_name()}' has no known number of outputs", self)
+        return self.n_outputs
+
+    # --- sugar: the same nodes as the table modules --------------------------------------------------------
+    def __getitem__(self, key):
+        if self.is_multi and isinstance(key, int):
+            return self.item(key)
+        from . import nn
+        keys = key if isinstance(key, tuple) else (key,)
+        if any(k is Ellipsis for k in keys):
+            raise GraphError("slicing a node does not support '...'; index each dimension", self)
+        picks = []
+        for dim, k in enumerate(keys):
+            if isinstance(k, slice):
+                if k.step not in (None, 1):
+                    raise GraphError(f"slicing a node takes no step (got {k.step}) in dim {dim}", self)
+                if k.start is None and k.stop is None:
+                    continue
+                start = k.start or 0
+                if k.stop is None:
+                    picks.append(nn.Narrow(dim, start, -1))
+                elif (k.stop >= 0) == (start >= 0) and k.stop > start:
+                    picks.append(nn.Narrow(dim, start, k.stop - start))
+                elif start >= 0 and k.stop < 0:
+                    picks.append(nn.Narrow(dim, start, k.stop - 1))   # negative length: up to the end, less -stop-1
+                else:
+                    raise GraphError(f"slice {start}:{k.stop} in dim {dim} selects nothing", self)
+            elif isinstance(k, int):
+                picks.append(nn.Select(dim, k))
+            else:
+                raise GraphError(f"a node can be indexed by ints and slices, not {type(k).__name__}", self)
+        out = self
+        for m in reversed(picks):       # last dim first, so earlier dims keep their numbers
+            out = m(out)
+        return out
+
+    def _binary(self, other, table, const, swap=False):
+        from . import nn
+        if isinstance(other, Node):
+            return table()(other, self) if swap else table()(self, other)
+        if isinstance(other, Number) and not isinstance(other, bool):
+            return const(other)
+        return NotImplemented
+
+    def __add__(self, o):
+        from . import nn
+        return self._binary(o, nn.CAddTable, lambda c: nn.AddConstant(c)(self))
+
+    __radd__ = __add__
+
+    def __sub__(self, o):
+        from . import nn
+        return self._binary(o, nn.CSubTable, lambda c: nn.AddConstant(-c)(self))
+
+    def __rsub__(self, o):
+        from . import nn
+        return self._binary(o, nn.CSubTable, lambda c: nn.AddConstant(c)(nn.MulConstant(-1)(self)), swap=True)
+
+    def __mul__(self, o):
+        from . import nn
+        return self._binary(o, nn.CMulTable, lambda c: nn.MulConstant(c)(self))
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, o):
+        from . import nn
+        return self._binary(o, nn.CDivTable, lambda c: nn.MulConstant(1.0 / c)(self))
+
+    def __rtruediv__(self, o):
+        from . import nn
+        return self._binary(o, nn.CDivTable, lambda c: nn.MulConstant(c)(nn.Power(-1)(self)), swap=True)
+
+    def __matmul__(self, o):
+        from . import nn
+        if not isinstance(o, Node):
+            return NotImplemented
+        return nn.MM()(self, o)
+
+    def __neg__(self):
+        from . import nn
+        return nn.MulConstant(-1)(self)
+
+    def __bool__(self):
+        raise GraphError(f"node '{self.display_name()}' is symbolic: it has no truth value until the graph "
+                         "runs (use a module such as Threshold or CMaxTable instead of Python 'if')", self)
+
+
+def Input(shape=None, name: str | None = None) -> Node:
+    """A graph input. ``shape``: a tuple whose ``None`` entries are any size (``(None, 3)``), or None: any."""
+    if shape is not None:
+        if isinstance(shape, int):
+            shape = (shape,)
+        try:
+            shape = tuple(None if d is None else int(d) for d in shape)
+        except (TypeError, ValueError):
+            raise GraphError(f"gn.Input(shape=...) takes a tuple of ints and None, got {shape!r}") from None
+        if any(d is not None and d < 0 for d in shape):
+            raise GraphError(f"gn.Input(shape={shape}) has a negative size")
+    if name is not None and (not isinstance(name, str) or not name):
+        raise GraphError(f"gn.Input(name=...) takes a non-empty string, got {name!r}")
+    return Node(INPUT, name=name, shape=shape)

@@ -116,7 +116,21 @@ class gModule(Module):
         res = [env[o] for o in self.outputs]
         return res[0] if len(res) == 1 else res
 
-    # --- inspection ----------------------------------------------------------------------------------------
+    # --- inspection (drawing lives in render.py) -----------------------------------------------------------
+    def to_dot(self, **options):
+        """A graphviz.Digraph of the graph (see gn.render for the options)."""
+        from .render import to_dot
+        return to_dot(self, **options)
+
+    def _repr_svg_(self):
+        from .render import svg_text
+        return svg_text(self)
+
+    def summary(self) -> str:
+        """A table: node, module, output shape, parameters, inputs; with totals."""
+        from .render import summary
+        return summary(self)
+
     def to_networkx(self):
         """A networkx.DiGraph over node names, with attributes op, module, shape, site, kind."""
         g = nx.DiGraph()

@@ -5,7 +5,7 @@ import functools
 
 import numpy as np
 
-from .errors import GraphError, ShapeError, caller_site
+from .errors import GraphError, GraphnetError, caller_site
 from .node import APPLY, INPUT, Node, Input
 
 DEFAULT_DTYPE = np.dtype(np.float32)
@@ -152,6 +152,15 @@ class Module:
 
     # --- building ------------------------------------------------------------------------------------------
     def __call__(self, *args):
+        try:
+            return self._apply(args)
+        except GraphnetError as e:
+            from . import debug
+            if not debug.active():
+                raise
+            raise debug.on_error(e) from None
+
+    def _apply(self, args):
         from .compile.ir import Builder
         site = caller_site()
         nodes = _as_nodes(self, args, site)

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import debug
 from ..errors import GraphnetError, InputError, node_error
 from ..ops import Arg, Param, Seed
 
 
 def run_values(values, env):
     """Compute each value from its arguments into ``env`` (id -> array); errors name the graph node."""
+    finite = debug.check_finite_enabled()
     for v in values:
         if id(v) in env:
             continue
@@ -19,7 +21,10 @@ def run_values(values, env):
         if isinstance(op, (Arg, Seed)):
             raise InputError(f"no value bound for {op!r}")
         try:
-            env[id(v)] = op.forward(*[env[id(a)] for a in v.args])
+            env[id(v)] = out = op.forward(*[env[id(a)] for a in v.args])
+            if finite and not np.all(np.isfinite(out)):
+                bad = "NaN" if np.isnan(out).any() else "Inf"
+                raise node_error(InputError, f"{op!r} produced {bad} (gn.debug(check_finite=True))", v.src)
         except GraphnetError:
             raise
         except Exception as e:          # numpy's own error: say which node of the user's graph failed

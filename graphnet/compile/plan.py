@@ -5,8 +5,11 @@ the executable for their signature (shapes, dtypes, the modules' modes), and run
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
+from .. import debug
 from .. import module as _module
 from ..errors import GraphnetError, InputError, InputShapeError, ShapeError, fmt_shape
 from ..node import Input
@@ -74,7 +77,7 @@ class Plan:
         module = self.module
         if self.graph is None:
             from ..gmodule import gModule
-            xs = [Input() for _ in signature]
+            xs = [Input(shape) for shape, _ in signature]
             y = module(*xs)
             module = gModule(xs, list(y) if y.is_multi else [y])
         prog = lower(module, signature)
@@ -86,6 +89,10 @@ class Plan:
     # --- running -------------------------------------------------------------------------------------------
     def forward(self, *arrays):
         """Outputs for these input arrays: one array, or a list for several outputs."""
+        with _debug_errors(self.graph):
+            return self._forward(arrays)
+
+    def _forward(self, arrays):
         xs = self._check(arrays)
         exe = self._executable(xs)
         outs, state = exe.forward(xs)
@@ -94,6 +101,10 @@ class Plan:
 
     def backward(self, *grad_outputs):
         """Gradients w.r.t. the inputs of the last forward; parameter gradients accumulate into ``.grad``."""
+        with _debug_errors(self.graph):
+            return self._backward(grad_outputs)
+
+    def _backward(self, grad_outputs):
         if self._last is None:
             raise InputError(f"{self.module.label()}: backward() needs a forward() first")
         exe, _, state, outs = self._last
@@ -131,6 +142,16 @@ class Plan:
             raise InputError("plan.stats() is known once the plan has run (it is compiled per input signature)")
         exe = self._last[0]
         return dict(getattr(exe, "stats", {}) or {"nodes": len(exe.fwd) + len(exe.bwd)})
+
+
+@contextlib.contextmanager
+def _debug_errors(graph):
+    try:
+        yield
+    except GraphnetError as e:
+        if not debug.active():
+            raise
+        raise debug.on_error(e, graph) from e.__cause__
 
 
 def _as_list(x):

@@ -33,7 +33,7 @@ class Reduce(Op):
 
     def _expand(self, b, g, x):
         """g reshaped to keepdims form and broadcast to x's shape."""
-        from .shape import BroadcastTo, Reshape
+        from .shape import Reshape
         kept = _reduced(x.shape, _axes(self.axes, x.ndim), True)
         if tuple(g.shape) != kept:
             g = b(Reshape(kept), g)

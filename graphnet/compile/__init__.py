@@ -1,4 +1,4 @@
 """The compiler: lower -> differentiate -> passes -> memory plan -> emit (see DESIGN.md)."""
 from .plan import Plan, compile
 
-DEFAULT_LEVEL = 0
+DEFAULT_LEVEL = 2

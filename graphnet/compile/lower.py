@@ -60,3 +60,47 @@ def lower(module, signature, wrt_inputs=None) -> Program:
 
 
 __all__ = ["Program", "lower", "Value"]
+
+
+def clone(prog: Program) -> Program:
+    """A copy of the program with fresh Value objects (passes mutate the copy, never their input)."""
+    m = {}
+    for v in prog.values:
+        nv = Value.__new__(Value)
+        nv.op, nv.shape, nv.dtype, nv.src, nv.id = v.op, v.shape, v.dtype, v.src, v.id
+        nv.args = tuple(m[id(a)] for a in v.args)
+        m[id(v)] = nv
+
+    def f(v):
+        return None if v is None else m[id(v)]
+    return Program(values=[m[id(v)] for v in prog.values], args=[f(a) for a in prog.args],
+                   outputs=[f(o) for o in prog.outputs], seeds=[f(s) for s in prog.seeds],
+                   params=[(p, f(v)) for p, v in prog.params], input_grads=[f(g) for g in prog.input_grads],
+                   param_grads=[f(g) for g in prog.param_grads], meta=dict(prog.meta))
+
+
+def substitute(prog: Program, sub: dict) -> Program:
+    """Rewire every use of a value in ``sub`` (Value.id -> Value) to its replacement, then drop dead values."""
+    def r(v):
+        while v is not None and v.id in sub:
+            v = sub[v.id]
+        return v
+    for v in prog.values:
+        v.args = tuple(r(a) for a in v.args)
+    prog.outputs = [r(o) for o in prog.outputs]
+    prog.input_grads = [r(g) for g in prog.input_grads]
+    prog.param_grads = [r(g) for g in prog.param_grads]
+    return prune(prog)
+
+
+def roots(prog: Program) -> list:
+    return [v for v in prog.outputs + prog.input_grads + prog.param_grads if v is not None]
+
+
+def prune(prog: Program) -> Program:
+    """Keep only values that some output or wanted gradient needs (and impure ones that ran before)."""
+    keep = _ancestors(prog.values, roots(prog) + [v for v in prog.values if not v.op.pure])
+    keep_ids = {id(v) for v in keep}
+    prog.values = keep
+    prog.seeds = [s if s is not None and id(s) in keep_ids else None for s in prog.seeds]
+    return prog

@@ -1,0 +1,6 @@
+"""Dead code: drop values that no output and no wanted gradient needs."""
+from ..lower import clone, prune
+
+
+def dce(prog):
+    return prune(clone(prog))

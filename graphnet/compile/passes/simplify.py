@@ -1,0 +1,63 @@
+"""Algebraic simplification.
+
+- A sum of Unslices that tile one dim (the gradient of several Narrows of one value, e.g. gates cut from one
+  pre-activation) becomes one Concat: no zero arrays, no additions.
+- Ops that do nothing (Scale(1), a Reshape or Transpose that keeps the layout, a one-argument AddN) vanish.
+"""
+from ...ops import AddN, Concat, Reshape, Scale, Transpose, Unslice
+from ..ir import Value
+from ..lower import clone, substitute
+
+
+def _identity(v):
+    op = v.op
+    if isinstance(op, Scale) and op.c == 1.0:
+        return v.args[0]
+    if isinstance(op, Reshape) and v.args[0].shape == v.shape:
+        return v.args[0]
+    if isinstance(op, Transpose) and op.perm == tuple(range(len(op.perm))):
+        return v.args[0]
+    if isinstance(op, AddN) and len(v.args) == 1 and v.args[0].shape == v.shape:
+        return v.args[0]
+    return None
+
+
+def _tiling_concat(v):
+    """Concat(dim)(pieces in order) if v = AddN(Unslice...) whose pieces exactly tile the dim, else None."""
+    if not isinstance(v.op, AddN) or not all(isinstance(a.op, Unslice) for a in v.args):
+        return None
+    dims = {a.op.dim for a in v.args}
+    if len(dims) != 1:
+        return None
+    d = dims.pop()
+    pieces = sorted(v.args, key=lambda a: a.op.start)
+    at = 0
+    for a in pieces:
+        if a.op.start != at:
+            return None
+        at += a.args[0].shape[d]
+    if at != v.shape[d]:
+        return None
+    return Value(Concat(d), tuple(a.args[0] for a in pieces), v.shape, v.dtype, v.src)
+
+
+def simplify(prog):
+    p = clone(prog)
+    sub = {}
+    for i, v in enumerate(p.values):
+        v.args = tuple(_resolve(sub, a) for a in v.args)
+        same = _identity(v)
+        if same is not None:
+            sub[v.id] = same
+            continue
+        cat = _tiling_concat(v)
+        if cat is not None:
+            p.values[i] = cat
+            sub[v.id] = cat
+    return substitute(p, sub)
+
+
+def _resolve(sub, v):
+    while v.id in sub:
+        v = sub[v.id]
+    return v

@@ -1,0 +1,20 @@
+"""The compiler's pipeline for one signature: passes for the level, memory plan, emit."""
+from __future__ import annotations
+
+import time
+
+from .emit import Emitted
+from .passes import PASSES
+
+
+def build_executable(prog, level: int):
+    stats = {"nodes_lowered": len(prog.values)}
+    t0 = time.perf_counter()
+    for p in PASSES[level]:
+        prog = p(prog)
+        stats[f"nodes_after_{p.__name__}"] = len(prog.values)
+    stats["nodes"] = len(prog.values)
+    exe = Emitted(prog, stats)
+    stats["compile_seconds"] = time.perf_counter() - t0
+    exe.stats = stats
+    return exe

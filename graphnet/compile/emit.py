@@ -18,9 +18,10 @@ _count = itertools.count()
 class Emitted:
     """A compiled plan for one signature: the generated source, its functions, and statistics."""
 
-    def __init__(self, prog, stats=None, memory=None):
+    def __init__(self, prog, stats=None, memory=None, train=False):
         self.program = prog
         self.stats = dict(stats or {})
+        self.train = train
         self._emit(prog, memory or {})
 
     def _emit(self, prog, memory):
@@ -99,11 +100,22 @@ class Emitted:
             else:
                 rets.append("None")
         src.append(f"    return [{', '.join(rets)}]")
+        if self.train:
+            # one function: forward, then backward, parameter gradients assigned (no zeroing pass needed)
+            src.append(f"def step({', '.join(f'a{i}' for i in range(len(prog.args)))}):")
+            for text, v in f_lines + b_lines:
+                linemap[len(src) + 1] = v
+                src.append("    " + text)
+            for j, g in enumerate(prog.param_grads):
+                linemap[len(src) + 1] = g
+                src.append(f"    P{j}.grad[...] = {name(g) if g is not None else 0}")
+            src.append(f"    return {name(prog.outputs[0])}")
         self.code = "\n".join(src) + "\n"
         self.filename = f"<graphnet plan {next(_count)}>"
         self.linemap = linemap
         exec(compile(self.code, self.filename, "exec"), env)
         self._forward, self._backward = env["forward"], env["backward"]
+        self._step = env.get("step")
         self._copy_in = [g is not None and _is_view(g) for g in prog.input_grads]
 
     # --- running -------------------------------------------------------------------------------------------
@@ -125,6 +137,14 @@ class Emitted:
             raise self._wrap(e) from e
         return [np.array(r, copy=True) if c else (None if r is None else np.asarray(r))
                 for r, c in zip(res, self._copy_in)]
+
+    def step(self, arrays):
+        try:
+            return self._step(*arrays)
+        except GraphnetError:
+            raise
+        except Exception as e:
+            raise self._wrap(e) from e
 
     def _wrap(self, e):
         tb, v = e.__traceback__, None

@@ -71,16 +71,19 @@ class Plan:
             self._cache[key] = exe
         return exe
 
+    def _graph_for(self, signature):
+        """The gModule to lower: the module itself, or a one-node graph around a plain module."""
+        if self.graph is not None:
+            return self.graph
+        from ..gmodule import gModule
+        xs = [Input(shape) for shape, _ in signature]
+        y = self.module(*xs)
+        return gModule(xs, list(y) if y.is_multi else [y])
+
     def _build(self, signature):
         from .lower import lower
         from .interp import Interpreter
-        module = self.module
-        if self.graph is None:
-            from ..gmodule import gModule
-            xs = [Input(shape) for shape, _ in signature]
-            y = module(*xs)
-            module = gModule(xs, list(y) if y.is_multi else [y])
-        prog = lower(module, signature)
+        prog = lower(self._graph_for(signature), signature)
         if self.level == 0:
             return Interpreter(prog)
         from .pipeline import build_executable
@@ -174,6 +177,53 @@ def _as_array(x, what, float_dtype):
     if k in "iu":
         return arr
     raise InputError(f"{what} has dtype {arr.dtype}; graphnet takes float or integer arrays")
+
+
+class TrainStep(Plan):
+    """``step(*arrays)``: zero the gradients, run forward and backward as one plan, return the loss (a float).
+
+    The model's one output must be a scalar loss. No input gradients are computed.
+    """
+
+    def __init__(self, model, level: int = 2):
+        super().__init__(model, level)
+        if self.graph is not None and len(self.graph.outputs) != 1:
+            raise InputError(f"compile_train_step needs a model whose one output is a scalar loss; "
+                             f"{model.label()} has {len(self.graph.outputs)} outputs")
+
+    def _build(self, signature):
+        from .lower import lower, substitute
+        from .pipeline import build_executable
+        from ..ops import Const
+        from .ir import Value
+        prog = lower(self._graph_for(signature), signature, wrt_inputs=[False] * len(signature))
+        out = prog.outputs[0]
+        if out.shape != ():
+            raise InputError(f"compile_train_step: the model's output must be a scalar loss, got shape {out.shape}")
+        seed = prog.seeds[0]
+        if seed is not None:                        # d loss / d loss = 1, known at compile time
+            one = Value(Const(np.ones((), out.dtype)), (), (), out.dtype, seed.src)
+            prog.values[prog.values.index(seed)] = one
+            prog = substitute(prog, {seed.id: one})
+        return build_executable(prog, max(self.level, 0), train=True)
+
+    def __call__(self, *arrays):
+        with _debug_errors(self.graph):
+            xs = self._check(arrays)
+            exe = self._executable(xs)
+            if exe.train is False:
+                raise InputError("internal: train step built without a step function")
+            loss = exe.step(xs)
+        self._last = (exe, arrays, None, None)      # for .code and .stats(); backward() is not for a step
+        return float(loss)
+
+    def backward(self, *grad_outputs):
+        raise InputError("a train step runs backward itself: call step(*arrays)")
+
+
+def compile_train_step(model, level: int = 2) -> TrainStep:
+    """A function ``step(*arrays) -> loss`` that zeroes the gradients and runs forward+backward as one plan."""
+    return TrainStep(model, level)
 
 
 def compile(module, level: int = 2) -> Plan:

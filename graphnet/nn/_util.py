@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import numbers
 
-from ..errors import GraphError, node_error
+from ..errors import GraphError, ShapeError, node_error
 
 
-def fail(b, message):
-    """A GraphError about the graph node being lowered on builder ``b``."""
-    return node_error(GraphError, message, b.src)
+def fail(b, message, cls=ShapeError):
+    """An error (ShapeError unless told) about the graph node being lowered on builder ``b``."""
+    return node_error(cls, message, b.src, context=reversed(b._src[:-1]))
 
 
 def check_int(name, value, lo=None, module=""):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from .. import ops
+from ..errors import GraphError
 from ..module import Module
 from ._util import check_int, fail
 
@@ -105,7 +106,7 @@ class SelectTable(Module):
 
     def lower(self, b, *xs):
         if not -len(xs) <= self.index < len(xs):
-            raise fail(b, f"SelectTable({self.index}): the table has {len(xs)} entries")
+            raise fail(b, f"SelectTable({self.index}): the table has {len(xs)} entries", GraphError)
         return xs[self.index]
 
 
@@ -126,6 +127,6 @@ class NarrowTable(Module):
 
     def lower(self, b, *xs):
         if self.offset + self.length > len(xs):
-            raise fail(b, f"{self.label()}: the table has only {len(xs)} entries")
+            raise fail(b, f"{self.label()}: the table has only {len(xs)} entries", GraphError)
         out = list(xs[self.offset:self.offset + self.length])
         return out if self.length != 1 else out[0]

@@ -81,6 +81,11 @@ def clone(prog: Program) -> Program:
 
 def substitute(prog: Program, sub: dict) -> Program:
     """Rewire every use of a value in ``sub`` (Value.id -> Value) to its replacement, then drop dead values."""
+    return prune(rewire(prog, sub))
+
+
+def rewire(prog: Program, sub: dict) -> Program:
+    """Every use of a value in ``sub`` (Value.id -> Value) now uses its replacement (in place)."""
     def r(v):
         while v is not None and v.id in sub:
             v = sub[v.id]
@@ -90,7 +95,7 @@ def substitute(prog: Program, sub: dict) -> Program:
     prog.outputs = [r(o) for o in prog.outputs]
     prog.input_grads = [r(g) for g in prog.input_grads]
     prog.param_grads = [r(g) for g in prog.param_grads]
-    return prune(prog)
+    return prog
 
 
 def roots(prog: Program) -> list:

@@ -39,7 +39,7 @@ class Parameter:
     __slots__ = ("data", "grad", "name")
 
     def __init__(self, data, name: str = ""):
-        self.data = np.ascontiguousarray(data)
+        self.data = np.array(data, copy=True, order="C")    # its own memory, never the caller's array
         self.grad = np.zeros_like(self.data)
         self.name = name
 

@@ -27,96 +27,101 @@ class Emitted:
     def _emit(self, prog, memory):
         fwd, bwd = prog.forward_values(), prog.backward_values()
         self.fwd, self.bwd = fwd, bwd
-        names, env, lines, linemap = {}, {"np": np}, [], {}
-        inplace = memory.get("inplace", {})
-        for i, a in enumerate(prog.args):
-            names[id(a)] = f"a{i}"
-        for i, s in enumerate(prog.seeds):
-            if s is not None:
-                names[id(s)] = f"s{i}"
+        env = {"np": np}
         pidx = {id(v): j for j, (_, v) in enumerate(prog.params)}
         for j, (p, _) in enumerate(prog.params):
             env[f"P{j}"] = p
+        exprs = {}
+        for v in fwd + bwd:
+            exprs[id(v)] = self._expr_of(v, env, pidx)
 
-        def name(v):
-            return names[id(v)]
-
-        def body(values, out):
-            for v in values:
-                op = v.op
-                if isinstance(op, (Arg, Seed)):
-                    continue
-                var = names.setdefault(id(v), f"v{v.id}")
-                if isinstance(op, Param):
-                    code = f"P{pidx[id(v)]}.data"
-                else:
-                    args = [name(a) for a in v.args]
-                    ex = op.expr(*args)
-                    target = inplace.get(id(v))
-                    if target is not None and hasattr(op, "expr_out"):
-                        ex = op.expr_out(name(target), *args)
-                    if ex is None:
-                        k = f"op{len(env)}"
-                        env[k] = op
-                        ex = f"{k}.forward({', '.join(args)})"
-                    code = ex
-                out.append((f"{var} = {code}", v))
-
-        f_lines, b_lines = [], []
-        body(fwd, f_lines)
         read_later = {id(a) for u in bwd for a in u.args}
-        read_later.update(id(g) for g in prog.input_grads + prog.param_grads if g is not None)
-        saved = [v for v in fwd if id(v) in read_later and not isinstance(v.op, Arg)]
-        saved_args = [a for a in prog.args if id(a) in read_later]
-        body(bwd, b_lines)
+        grads = [g for g in prog.input_grads + prog.param_grads if g is not None]
+        read_later.update(id(g) for g in grads)
+        saved = [a for a in prog.args if id(a) in read_later]
+        saved += [v for v in fwd if id(v) in read_later and not isinstance(v.op, Arg)]
+        arg_names = {id(a): f"a{i}" for i, a in enumerate(prog.args)}
+        seed_names = {id(s): f"s{i}" for i, s in enumerate(prog.seeds) if s is not None}
 
-        src = [f"def forward({', '.join(f'a{i}' for i in range(len(prog.args)))}):"]
-        for text, v in f_lines:
-            linemap[len(src) + 1] = v
-            src.append("    " + text)
-        outs = ", ".join(name(o) for o in prog.outputs)
-        saved = saved_args + saved
-        sv = ", ".join(name(v) for v in saved)
-        src.append(f"    return ({outs},), ({sv}{',' if saved else ''})")
-        seeds = ", ".join(f"s{i}" for i in range(len(prog.seeds)))
-        src.append(f"def backward(saved{', ' if seeds else ''}{seeds}):")
-        if saved:
-            src.append(f"    ({sv},) = saved")
-        for text, v in b_lines:
-            linemap[len(src) + 1] = v
-            src.append("    " + text)
-        for j, g in enumerate(prog.param_grads):
-            if g is not None:
-                linemap[len(src) + 1] = g
-                src.append(f"    P{j}.grad += {name(g)}")
-        rets = []
-        for a, g in zip(prog.args, prog.input_grads):
-            if g is not None:
-                rets.append(name(g))
-            elif a.dtype.kind == "f":
-                k = f"z{len(env)}"
-                env[k] = (a.shape, a.dtype)
-                rets.append(f"np.zeros(*{k})")
-            else:
-                rets.append("None")
-        src.append(f"    return [{', '.join(rets)}]")
+        src, linemap = [], {}
+
+        def function(header, values, preset, keep, tail, prelude=()):
+            """Emit one function: ``values`` in order, names reused once a value is dead (keep: live to the end)."""
+            names, text = _allocate(values, preset, keep, exprs)
+            src.append(header)
+            src.extend("    " + line for line in prelude)
+            for line, v in text:
+                linemap[len(src) + 1] = v
+                src.append("    " + line)
+            for line, v in tail(lambda u: names[id(u)]):
+                if v is not None:
+                    linemap[len(src) + 1] = v
+                src.append("    " + line)
+
+        n_args = ", ".join(f"a{i}" for i in range(len(prog.args)))
+        function(f"def forward({n_args}):", fwd, arg_names, prog.outputs + saved,
+                 lambda nm: [(f"return ({', '.join(nm(o) for o in prog.outputs)},), "
+                              f"({''.join(nm(v) + ', ' for v in saved)})", None)])
+
+        def grad_tail(assign):
+            def tail(nm):
+                out = []
+                for j, g in enumerate(prog.param_grads):
+                    if g is not None:
+                        out.append((f"P{j}.grad {'[...] =' if assign else '+='} {nm(g)}", g))
+                    elif assign:
+                        out.append((f"P{j}.grad[...] = 0", None))
+                return out
+            return tail
+
+        def backward_tail(nm):
+            rets = []
+            for a, g in zip(prog.args, prog.input_grads):
+                if g is not None:
+                    rets.append(nm(g))
+                elif a.dtype.kind == "f":
+                    k = f"z{len(env)}"
+                    env[k] = (a.shape, a.dtype)
+                    rets.append(f"np.zeros(*{k})")
+                else:
+                    rets.append("None")
+            return grad_tail(False)(nm) + [(f"return [{', '.join(rets)}]", None)]
+
+        preset = dict(seed_names)
+        saved_names = {id(v): f"w{i}" for i, v in enumerate(saved)}
+        preset.update(saved_names)
+        seeds = "".join(f", s{i}" for i in range(len(prog.seeds)))
+        unpack = [f"({''.join(saved_names[id(v)] + ', ' for v in saved)}) = saved"] if saved else []
+        function(f"def backward(saved{seeds}):", bwd, preset, grads, backward_tail, unpack)
         if self.train:
             # one function: forward, then backward, parameter gradients assigned (no zeroing pass needed)
-            src.append(f"def step({', '.join(f'a{i}' for i in range(len(prog.args)))}):")
-            for text, v in f_lines + b_lines:
-                linemap[len(src) + 1] = v
-                src.append("    " + text)
-            for j, g in enumerate(prog.param_grads):
-                linemap[len(src) + 1] = g
-                src.append(f"    P{j}.grad[...] = {name(g) if g is not None else 0}")
-            src.append(f"    return {name(prog.outputs[0])}")
+            function(f"def step({n_args}):", fwd + bwd, arg_names, grads + prog.outputs[:1],
+                     lambda nm: grad_tail(True)(nm) + [(f"return {nm(prog.outputs[0])}", None)])
         self.code = "\n".join(src) + "\n"
-        self.filename = f"<graphnet plan {next(_count)}>"
         self.linemap = linemap
+        self.filename = f"<graphnet plan {next(_count)}>"
         exec(compile(self.code, self.filename, "exec"), env)
         self._forward, self._backward = env["forward"], env["backward"]
         self._step = env.get("step")
         self._copy_in = [g is not None and _is_view(g) for g in prog.input_grads]
+        self.stats.update(_memory_stats(fwd, bwd, saved, prog))
+
+    @staticmethod
+    def _expr_of(v, env, pidx):
+        op = v.op
+        if isinstance(op, Param):
+            return lambda args: f"P{pidx[id(v)]}.data"
+        if isinstance(op, (Arg, Seed)):
+            return None
+
+        def make(args):
+            ex = op.expr(*args)
+            if ex is None:
+                k = f"op{len(env)}"
+                env[k] = op
+                ex = f"{k}.forward({', '.join(args)})"
+            return ex
+        return make
 
     # --- running -------------------------------------------------------------------------------------------
     def forward(self, arrays):
@@ -157,6 +162,74 @@ class Emitted:
         return node_error(InputError, f"while executing {v.op!r} (plan line: "
                                       f"{self.code.splitlines()[_line_of(self.linemap, v) - 1].strip()}): "
                                       f"{type(e).__name__}: {e}", v.src)
+
+
+def _allocate(values, preset, keep, exprs):
+    """Lines ``name = expr`` for ``values``, giving each value a variable name that is free again once the
+    value is dead (so Python frees its array as soon as the name is rebound). ``keep``: live to the end."""
+    names = dict(preset)
+    last = {}
+    for i, v in enumerate(values):
+        for a in v.args:
+            last[id(a)] = i
+    for k in keep:
+        last[id(k)] = len(values)
+    free, count, text = [], [0], []
+
+    def fresh():
+        if free:
+            return free.pop()
+        count[0] += 1
+        return f"t{count[0]}"
+    for i, v in enumerate(values):
+        make = exprs.get(id(v))
+        if make is None:                       # an argument or a seed: named already
+            continue
+        args = [names[id(a)] for a in v.args]
+        for a in {id(a): a for a in v.args}.values():
+            if last.get(id(a)) == i and id(a) not in preset:
+                free.append(names[id(a)])
+        names[id(v)] = fresh()
+        if id(v) not in last:                  # computed for its side effect or unused: free right away
+            free.append(names[id(v)])
+        text.append((f"{names[id(v)]} = {make(args)}", v))
+    return names, text
+
+
+def _memory_stats(fwd, bwd, saved, prog):
+    """Bytes: one buffer per value (views and inputs excluded) vs the peak live at once under this plan."""
+    def nbytes(v):
+        if _is_view(v) or v.shape is None:
+            return 0
+        n = v.dtype.itemsize
+        for d in v.shape:
+            n *= d
+        return n
+    order = fwd + bwd
+    root = {}
+    for v in order:                            # a view keeps its base's buffer alive
+        root[id(v)] = root.get(id(v.args[0]), id(v.args[0])) if getattr(v.op, "view", False) and v.args else id(v)
+    end = {}
+    for i, v in enumerate(order):
+        for a in v.args:
+            end[root.get(id(a), id(a))] = i
+    for v in prog.outputs + saved:
+        end[root.get(id(v), id(v))] = max(end.get(root.get(id(v), id(v)), 0), len(fwd) - 1)
+    for g in prog.input_grads + prog.param_grads:
+        if g is not None:
+            end[root.get(id(g), id(g))] = len(order)
+    live, peak, delta = 0, 0, [0] * (len(order) + 2)
+    for i, v in enumerate(order):
+        b = nbytes(v)
+        if b:
+            delta[i] += b
+            delta[min(end.get(id(v), i), len(order)) + 1] -= b
+    for d in delta:
+        live += d
+        peak = max(peak, live)
+    naive = sum(nbytes(v) for v in order)
+    return {"bytes_one_buffer_per_node": naive, "bytes_peak_planned": peak,
+            "buffers": sum(1 for v in order if nbytes(v))}
 
 
 def _line_of(linemap, v):

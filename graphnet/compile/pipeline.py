@@ -8,13 +8,12 @@ from .passes import PASSES
 
 
 def build_executable(prog, level: int, train: bool = False):
-    stats = {"nodes_lowered": len(prog.values)}
+    stats = {"nodes_lowered": len(prog.values), "passes": []}
     t0 = time.perf_counter()
     for p in PASSES[level]:
         prog = p(prog)
-        stats[f"nodes_after_{p.__name__}"] = len(prog.values)
+        stats["passes"].append((p.__name__, len(prog.values)))
     stats["nodes"] = len(prog.values)
     exe = Emitted(prog, stats, train=train)
-    stats["compile_seconds"] = time.perf_counter() - t0
-    exe.stats = stats
+    exe.stats["compile_seconds"] = time.perf_counter() - t0
     return exe

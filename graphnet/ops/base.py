@@ -17,6 +17,7 @@ class Op:
     pure = True                    # False: not to be merged, folded or dropped (random, side effects)
     family = "misc"                # colour family for drawings
     grad_only = False              # True for ops that only appear in backward graphs
+    view = False                   # True: the output may share memory with the first input (no new buffer)
 
     # --- rules ---------------------------------------------------------------------------------------------
     def shape(self, *shapes):

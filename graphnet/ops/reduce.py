@@ -97,6 +97,7 @@ class MaxGrad(Reduce):
 class BroadcastTo(Op):
     """y = x broadcast to ``shape`` (a read-only view)"""
     family = "shape"
+    view = True
 
     def __init__(self, shape):
         self.to = tuple(shape)

@@ -10,6 +10,7 @@ from ..errors import ShapeMismatch
 class Reshape(Op):
     """y = x reshaped to ``spec`` (one -1 entry: whatever is left)"""
     family = "shape"
+    view = True
 
     def __init__(self, spec):
         self.spec = tuple(None if d is None else int(d) for d in spec)   # None: unknown (build time only)
@@ -38,6 +39,7 @@ class Reshape(Op):
 class Transpose(Op):
     """y = x with its dims permuted by ``perm``"""
     family = "shape"
+    view = True
 
     def __init__(self, perm):
         self.perm = tuple(int(p) for p in perm)
@@ -60,6 +62,7 @@ class Slice(Op):
     """y = x[..., s:s+n, ...] along ``dim`` (a view); start < 0 counts from the end, length < 0 runs to the end
     (-1: up to the last entry, -2: all but the last, as torch.nn.Narrow)"""
     family = "shape"
+    view = True
 
     def __init__(self, dim, start, length):
         self.dim, self.start, self.length = int(dim), int(start), int(length)
@@ -124,6 +127,7 @@ class Unslice(Op):
 class Index(Op):
     """y = x[..., i, ...] along ``dim``, that dim removed (a view)"""
     family = "shape"
+    view = True
 
     def __init__(self, dim, index):
         self.dim, self.index = int(dim), int(index)

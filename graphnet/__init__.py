@@ -1,6 +1,9 @@
 """graphnet: nngraph for Python — networks as graphs of modules, compiled to fused numpy plans, drawn with graphviz."""
-from . import nn, ops
+from . import data, nn, ops, optim
 from .compile import Plan, compile, compile_train_step
+from .debug import debug
+from .optim import clip_grad_norm, clip_grad_value
+from .render import render
 from .errors import FormatError, GraphError, GraphnetError, InputError, RenderError, ShapeError
 from .gmodule import gModule
 from .module import Module, Parameter, manual_seed

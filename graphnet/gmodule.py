@@ -23,6 +23,15 @@ class gModule(Module):
 
     def __init__(self, inputs, outputs):
         super().__init__()
+        try:
+            self._pack(inputs, outputs)
+        except GraphError as e:
+            from .debug import active, on_error
+            if not active():
+                raise
+            raise on_error(e) from None
+
+    def _pack(self, inputs, outputs):
         site = caller_site()
         ins = _node_list(inputs, "inputs", site)
         outs = _node_list(outputs, "outputs", site)
@@ -123,8 +132,12 @@ class gModule(Module):
         return to_dot(self, **options)
 
     def _repr_svg_(self):
+        from .errors import RenderError
         from .render import svg_text
-        return svg_text(self)
+        try:
+            return svg_text(self)
+        except RenderError:          # no graphviz: Jupyter falls back to the text repr
+            return None
 
     def summary(self) -> str:
         """A table: node, module, output shape, parameters, inputs; with totals."""

@@ -155,10 +155,10 @@ class Module:
         try:
             return self._apply(args)
         except GraphnetError as e:
-            from . import debug
-            if not debug.active():
+            from .debug import active, on_error
+            if not active():
                 raise
-            raise debug.on_error(e) from None
+            raise on_error(e) from None
 
     def _apply(self, args):
         from .compile.ir import Builder

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import debug
+from ..debug import check_finite_enabled
 from ..errors import GraphnetError, InputError, node_error
 from ..ops import Arg, Param, Seed
 
 
 def run_values(values, env):
     """Compute each value from its arguments into ``env`` (id -> array); errors name the graph node."""
-    finite = debug.check_finite_enabled()
+    finite = check_finite_enabled()
     for v in values:
         if id(v) in env:
             continue

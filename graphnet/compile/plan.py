@@ -9,8 +9,8 @@ import contextlib
 
 import numpy as np
 
-from .. import debug
 from .. import module as _module
+from ..debug import active as _debug_active, check_finite_enabled, on_error
 from ..errors import GraphnetError, InputError, InputShapeError, ShapeError, fmt_shape
 from ..node import Input
 
@@ -58,11 +58,12 @@ class Plan:
         return out
 
     def _executable(self, arrays):
-        key = (tuple((x.shape, x.dtype.str) for x in arrays), _module.mode_version())
+        checking = check_finite_enabled()       # checked node by node: the reference interpreter runs
+        key = (tuple((x.shape, x.dtype.str) for x in arrays), _module.mode_version(), checking)
         exe = self._cache.get(key)
         if exe is None:
             try:
-                exe = self._build([(x.shape, x.dtype) for x in arrays])
+                exe = self._build([(x.shape, x.dtype) for x in arrays], interpret=checking)
             except ShapeError as e:
                 if isinstance(e, InputError):
                     raise
@@ -80,11 +81,11 @@ class Plan:
         y = self.module(*xs)
         return gModule(xs, list(y) if y.is_multi else [y])
 
-    def _build(self, signature):
+    def _build(self, signature, interpret=False):
         from .lower import lower
         from .interp import Interpreter
         prog = lower(self._graph_for(signature), signature)
-        if self.level == 0:
+        if self.level == 0 or interpret:
             return Interpreter(prog)
         from .pipeline import build_executable
         return build_executable(prog, self.level)
@@ -152,9 +153,9 @@ def _debug_errors(graph):
     try:
         yield
     except GraphnetError as e:
-        if not debug.active():
+        if not _debug_active():
             raise
-        raise debug.on_error(e, graph) from e.__cause__
+        raise on_error(e, graph) from e.__cause__
 
 
 def _as_list(x):
@@ -191,7 +192,7 @@ class TrainStep(Plan):
             raise InputError(f"compile_train_step needs a model whose one output is a scalar loss; "
                              f"{model.label()} has {len(self.graph.outputs)} outputs")
 
-    def _build(self, signature):
+    def _build(self, signature, interpret=False):
         from .lower import lower, substitute
         from .pipeline import build_executable
         from ..ops import Const

@@ -1,0 +1,376 @@
+"""Rendering: the DOT text (labels, shapes, clusters, tooltips, colours, escaping, the red node), real `dot`
+output, the backward drawing, summary tables and the gn.debug() flow."""
+import importlib
+import os
+import re
+import shutil
+
+import numpy as np
+import pytest
+
+import graphnet as gn
+from graphnet import nn
+from graphnet.compile.lower import lower
+from graphnet.debug import debug
+from graphnet.render import PALETTE, render, summary, to_dot
+
+render_mod = importlib.import_module("graphnet.render")    # the module, even once gn.render (the function) exists
+
+needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz's dot is not installed")
+MAGIC = {"svg": b"<?xml", "png": b"\x89PNG\r\n\x1a\n", "pdf": b"%PDF"}
+
+
+def lstm_cell(H=2, n_in=3, shapes=True):
+    """nngraph's LSTM cell, spelled as in API.md (the node names come from these local variables)."""
+    x = gn.Input((None, n_in) if shapes else None, name="x")
+    prev_c = gn.Input((None, H) if shapes else None, name="prev_c")
+    prev_h = gn.Input((None, H) if shapes else None, name="prev_h")
+    i2h = nn.Linear(n_in, 4 * H)(x)
+    h2h = nn.Linear(H, 4 * H)(prev_h)
+    preact = nn.CAddTable()(i2h, h2h)
+    gates = nn.Sigmoid()(nn.Narrow(1, 0, 3 * H)(preact))
+    in_transform = nn.Tanh()(nn.Narrow(1, 3 * H, H)(preact))
+    in_gate = nn.Narrow(1, 0, H)(gates)
+    forget_gate = nn.Narrow(1, H, H)(gates)
+    out_gate = nn.Narrow(1, 2 * H, H)(gates)
+    next_c = nn.CAddTable()(nn.CMulTable()(forget_gate, prev_c), nn.CMulTable()(in_gate, in_transform))
+    next_h = nn.CMulTable()(out_gate, nn.Tanh()(next_c))
+    return gn.gModule([x, prev_c, prev_h], [next_c, next_h])
+
+
+def node_named(graph, name):
+    return next(n for n in graph.order if n.display_name() == name)
+
+
+def node_stmt(source, graph, name):
+    """The DOT statement that draws the node called ``name``."""
+    nid = f"n{node_named(graph, name).id}"
+    m = re.search(rf"^\s*{nid} \[(.*?)\]$", source, re.M | re.S)
+    assert m, f"no statement for {name} ({nid})"
+    return m.group(1)
+
+
+def red_svg_nodes(svg_text):
+    """The text of each node group of an SVG drawn by dot that is filled red."""
+    groups = re.findall(r'<g id="node\d+" class="node">(.*?)</g>', svg_text, re.S)
+    return [g for g in groups if 'fill="red"' in g]
+
+
+# --- the forward drawing -------------------------------------------------------------------------------------
+
+def test_labels_show_name_module_and_shape():
+    cell = lstm_cell()
+    src = to_dot(cell).source
+    i2h = node_stmt(src, cell, "i2h")
+    assert "<B>i2h</B>" in i2h and "Linear(3 -&gt; 8)" in i2h and "(?, 8)" in i2h
+    gates = node_stmt(src, cell, "gates")
+    assert "Sigmoid" in gates and "(?, 6)" in gates
+    assert re.search(r'n\d+ -> n\d+ \[label=" \(\?, 8\)"', src), "edges carry the shape of the value"
+    assert "(?, 8)" not in to_dot(cell, show_shapes=False).source
+
+
+def test_tooltip_is_the_line_that_built_the_node():
+    cell = lstm_cell()
+    src = to_dot(cell).source
+    site = node_named(cell, "h2h").site
+    assert f'tooltip="{site}"' in node_stmt(src, cell, "h2h")
+    path, line = site.rsplit(":", 1)
+    assert os.path.basename(path) == "test_render.py"
+    with open(path) as f:
+        assert "h2h = nn.Linear(" in f.readlines()[int(line) - 1]
+
+
+def test_inputs_and_outputs_drawn_distinctly():
+    cell = lstm_cell()
+    src = to_dot(cell).source
+    assert "shape=invhouse" in node_stmt(src, cell, "x")
+    assert "shape=invhouse" not in node_stmt(src, cell, "i2h")
+    for name, k in (("next_c", 0), ("next_h", 1)):
+        stmt = node_stmt(src, cell, name)
+        assert "peripheries=2" in stmt and f"output {k}" in stmt
+    assert "peripheries=2" not in node_stmt(src, cell, "preact")
+    assert "shape=box" in node_stmt(to_dot(cell, rankdir="LR").source, cell, "x")
+
+
+def test_colours_follow_the_op_family_and_are_stable():
+    cell = lstm_cell()
+    src = to_dot(cell).source
+    expect = {"i2h": "linalg", "gates": "activation", "preact": "arith", "in_gate": "shape"}
+    for name, fam in expect.items():
+        assert f'fillcolor="{PALETTE[fam]}"' in node_stmt(src, cell, name), name
+    assert to_dot(cell).source == src
+    fills = lambda g: re.findall(r'fillcolor="([^"]+)"', to_dot(g).source)
+    assert fills(lstm_cell()) == fills(cell), "a rebuilt cell gets the same colours"
+    assert render_mod.family(nn.CrossEntropyCriterion()) == "nnet"
+    assert render_mod.family(nn.SoftMax()) == "nnet"
+
+
+def test_annotate_attributes_are_applied():
+    x = gn.Input((None, 3), name="x")
+    y = nn.Tanh()(x).annotate(name="y", color="purple", fontsize="20")
+    g = gn.gModule([x], [y])
+    stmt = node_stmt(to_dot(g).source, g, "y")
+    assert "color=purple" in stmt and "fontsize=20" in stmt
+
+
+def test_nested_gmodule_is_a_cluster_or_one_box():
+    cell = lstm_cell()
+    x, c0, h0 = gn.Input((None, 3), name="x0"), gn.Input((None, 2), name="c0"), gn.Input((None, 2), name="h0")
+    c1, h1 = cell(x, c0, h0)
+    c2, h2 = cell(x, c1, h1)
+    step = gn.gModule([x, c0, h0], [c2, h2])
+    src = to_dot(step).source
+    clusters = re.findall(r"subgraph cluster_\d+ \{", src)
+    assert len(clusters) == 2
+    assert src.count("gModule(3 -&gt; 2)") >= 2
+    gates = node_named(cell, "gates")
+    assert len(re.findall(rf"^\s*n\d+_n{gates.id} \[", src, re.M)) == 2, "the shared cell is drawn once per call"
+    flat = to_dot(step, expand_nested=False).source
+    assert "cluster" not in flat and "shape=box3d" in flat and f"n{gates.id}" not in flat
+
+
+def test_escaping_lets_any_name_draw(tmp_path):
+    x = gn.Input((None, 3), name="<in>")
+    weird = 'a<b>"c{d}|\\e&'
+    y = nn.Tanh()(x).annotate(name=weird)
+    g = gn.gModule([x], [y])
+    src = to_dot(g).source
+    assert "a&lt;b&gt;&quot;c{d}|\\e&amp;" in src
+    if shutil.which("dot"):
+        svg = (tmp_path / "weird.svg")
+        render(g, svg)
+        text = svg.read_text()
+        assert "a&lt;b&gt;&quot;c{d}|\\e&amp;" in text and "&lt;in&gt;" in text
+
+
+def test_highlight_fills_the_node_red():
+    cell = lstm_cell()
+    src = to_dot(cell, highlight=node_named(cell, "gates")).source
+    assert 'fillcolor=red' in node_stmt(src, cell, "gates")
+    assert src.count("fillcolor=red") == 1
+
+
+@needs_dot
+@pytest.mark.parametrize("fmt", ["svg", "png", "pdf"])
+def test_dot_writes_real_files(tmp_path, fmt):
+    cell = lstm_cell()
+    for which in ("forward", "backward"):
+        path = tmp_path / f"lstm_{which}.{fmt}"
+        assert render(cell, path, which=which) == path
+        assert path.read_bytes().startswith(MAGIC[fmt])
+
+
+def test_dot_source_file_and_bad_suffix(tmp_path):
+    cell = lstm_cell()
+    path = str(tmp_path / "lstm.dot")
+    assert render(cell, path) == path
+    assert open(path).read().startswith("digraph")
+    with pytest.raises(gn.RenderError, match=r"\.svg, \.png, \.pdf, \.dot"):
+        render(cell, str(tmp_path / "lstm.jpeg"))
+    with pytest.raises(gn.RenderError, match="which must be"):
+        to_dot(cell, which="sideways")
+
+
+def test_without_dot_only_dot_files_work(tmp_path, monkeypatch):
+    cell = lstm_cell()
+    monkeypatch.setenv("PATH", str(tmp_path))          # no `dot` anywhere on PATH
+    assert shutil.which("dot") is None
+    render(cell, str(tmp_path / "ok.dot"))
+    assert (tmp_path / "ok.dot").exists()
+    for fmt in ("svg", "png", "pdf"):
+        with pytest.raises(gn.RenderError, match="apt-get install graphviz") as e:
+            render(cell, str(tmp_path / f"no.{fmt}"))
+        assert "brew install graphviz" in str(e.value) and "conda install graphviz" in str(e.value)
+        assert not (tmp_path / f"no.{fmt}").exists()
+
+
+@needs_dot
+def test_svg_text_and_gmodule_methods():
+    cell = lstm_cell()
+    assert "<svg" in render_mod.svg_text(cell)
+    assert "<svg" in cell._repr_svg_()
+    assert cell.to_dot().source == to_dot(cell).source
+    assert cell.summary() == summary(cell)
+
+
+def test_a_plain_module_draws_and_plans_wait_for_their_hook(tmp_path):
+    src = to_dot(nn.Linear(3, 4)).source
+    assert "Linear(3 -&gt; 4)" in src
+    plan = gn.compile(lstm_cell())
+    with pytest.raises(NotImplementedError, match="plan"):
+        render(plan, str(tmp_path / "plan.svg"))
+    with pytest.raises(gn.RenderError, match="not a str"):
+        render("lstm", str(tmp_path / "x.svg"))
+
+
+# --- the backward drawing ------------------------------------------------------------------------------------
+
+def test_backward_shows_vjp_ops_seeds_and_saved_values():
+    cell = lstm_cell()
+    src = to_dot(cell, which="backward").source
+    for text in ("TanhGrad", "SigmoidGrad", "Unslice", "MatMul(ta)", "AddN"):
+        assert text in src, text
+    assert "∂L/∂next_c" in src and "∂L/∂next_h" in src and "seed" in src
+    assert "= ∂L/∂x" in src and "= ∂L/∂prev_c" in src and "= ∂L/∂i2h.weight" in src
+    assert "∂ gates" in src and "∂ i2h" in src, "each VJP is grouped under the forward node it belongs to"
+    assert "saved: gates" in src and "saved: in_transform" in src and "saved: x" in src
+    # exactly the forward values that the backward ops read are drawn as saved notes
+    prog = lower(cell, [((1, 3), np.float64), ((1, 2), np.float64), ((1, 2), np.float64)])
+    bwd = prog.backward_values()
+    read = {id(a) for v in bwd for a in v.args} - {id(v) for v in bwd}
+    assert src.count("shape=note") == len(read)
+    n_ops = sum(not isinstance(v.op, gn.ops.Seed) for v in bwd)
+    assert f"{n_ops} gradient ops; kept from forward: 6 activations, 3 inputs, 2 parameters" in src
+    assert "saved: preact" not in src, "preact is not needed by backward"
+
+
+def test_backward_signature_from_arrays_or_declared_shapes(rng):
+    cell = lstm_cell(shapes=False)
+    with pytest.raises(gn.RenderError, match="inputs="):
+        to_dot(cell, which="backward")
+    arrays = [rng.standard_normal((4, 3)), rng.standard_normal((4, 2)), rng.standard_normal((4, 2))]
+    src = to_dot(cell, which="backward", inputs=arrays).source
+    assert "(4, 8)" in src
+    assert "(1, 8)" in to_dot(lstm_cell(), which="backward").source, "None is drawn as 1"
+
+
+# --- summary -------------------------------------------------------------------------------------------------
+
+def test_summary_of_the_lstm_cell():
+    text = summary(lstm_cell())
+    lines = text.splitlines()
+    assert lines[1].split() == ["node", "module", "output", "shape", "parameters", "inputs"]
+    i2h = next(line for line in lines if line.startswith("i2h "))
+    assert "Linear(3 -> 8)" in i2h and "(?, 8)" in i2h and " 32 " in i2h and i2h.endswith("x")
+    preact = next(line for line in lines if line.startswith("preact "))
+    assert preact.endswith("i2h, h2h")
+    assert "total parameters: 56 in 4 arrays" in text
+    assert "outputs: next_c, next_h" in text
+
+
+def test_summary_counts_shared_parameters_once():
+    cell = lstm_cell()
+    x, c0, h0 = gn.Input((None, 3), name="x0"), gn.Input((None, 2), name="c0"), gn.Input((None, 2), name="h0")
+    c1, h1 = cell(x, c0, h0)
+    c2, h2 = cell(x, c1, h1)
+    lin = nn.Linear(2, 2)
+    out = lin(lin(h2))
+    text = summary(gn.gModule([x, c0, h0], [c2, out]))
+    assert "total parameters: 62 in 6 arrays" in text            # 56 + 6, each counted once
+    assert text.count("shared with") == 2
+
+
+# --- render never changes the graph ----------------------------------------------------------------------------
+
+def snapshot(graph):
+    nodes = [(n.id, n.kind, n.name, dict(n.attrs), n.shape, n.n_outputs, tuple(map(id, n.inputs)), n.site,
+              tuple(n._items)) for n in graph.order]
+    return nodes, sorted((a.id, b.id) for a, b in graph.graph.edges), [p.data.copy() for p in graph.parameters()]
+
+
+def test_render_never_mutates(tmp_path):
+    cell = lstm_cell()
+    node_named(cell, "gates").annotate(color="blue")
+    before = snapshot(cell)
+    for which in ("forward", "backward"):
+        render(cell, str(tmp_path / f"{which}.dot"), which=which, highlight=node_named(cell, "gates"))
+    summary(cell)
+    after = snapshot(cell)
+    assert before[0] == after[0] and before[1] == after[1]
+    assert all(np.array_equal(a, b) for a, b in zip(before[2], after[2]))
+
+
+# --- gn.debug() --------------------------------------------------------------------------------------------------
+
+def debug_drawing(err, tmp_path, suffix=".svg"):
+    """The path at the end of a debug error message, checked to be a file in tmp_path."""
+    msg = str(err)
+    m = re.search(r"graph with the failing node in red: (\S+)$", msg)
+    assert m, msg
+    path = m.group(1)
+    assert path.endswith(suffix) and os.path.isfile(path)
+    assert os.path.dirname(path) == str(tmp_path)
+    return path
+
+
+@needs_dot
+def test_debug_run_time_input_error_draws_the_input_red(tmp_path):
+    cell = lstm_cell().float64()
+    bad = [np.zeros((2, 4)), np.zeros((2, 2)), np.zeros((2, 2))]
+    with pytest.raises(gn.InputError, match="input 'x' must have shape") as e:
+        with debug(directory=tmp_path):
+            cell.forward(bad)
+    path = debug_drawing(e.value, tmp_path)
+    red = red_svg_nodes(open(path).read())
+    assert len(red) == 1 and ">x<" in red[0]
+    assert e.value.drawing == path
+
+
+@needs_dot
+def test_debug_shape_error_in_lowering_names_the_linear(tmp_path):
+    cell = lstm_cell(shapes=False)
+    with pytest.raises(gn.ShapeError) as e:
+        with debug(directory=tmp_path):
+            cell.forward([np.zeros((2, 5)), np.zeros((2, 2)), np.zeros((2, 2))])
+    assert "i2h" in str(e.value)
+    red = red_svg_nodes(open(debug_drawing(e.value, tmp_path)).read())
+    assert len(red) == 1 and ">i2h<" in red[0]
+
+
+@needs_dot
+def test_debug_build_time_error_draws_the_ancestors(tmp_path):
+    with pytest.raises(gn.ShapeError, match="expects 3 features") as e:
+        with debug(directory=tmp_path):
+            z = gn.Input((None, 5), name="z")
+            t = nn.Tanh()(z)
+            nn.Linear(3, 4)(t)
+    text = open(debug_drawing(e.value, tmp_path)).read()
+    red = red_svg_nodes(text)
+    assert len(red) == 1 and "Linear(3 &#45;&gt; 4)" in red[0]
+    assert ">z<" in text and "Tanh" in text
+
+
+@needs_dot
+def test_debug_check_finite_draws_the_op_that_made_nan(tmp_path):
+    x = gn.Input((None, 2), name="x")
+    y = nn.Log()(x).annotate(name="logx")
+    plan = gn.compile(gn.gModule([x], [y]).float64(), level=0)    # the reference interpreter checks
+    with pytest.raises(gn.InputError, match="NaN") as e, np.errstate(invalid="ignore"):
+        with debug(check_finite=True, directory=tmp_path):
+            plan.forward(np.array([[1.0, -1.0]]))
+    red = red_svg_nodes(open(debug_drawing(e.value, tmp_path)).read())
+    assert len(red) == 1 and ">logx<" in red[0]
+
+
+def test_debug_without_dot_writes_dot_source(tmp_path, monkeypatch):
+    cell = lstm_cell().float64()
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
+    with pytest.raises(gn.InputError) as e:
+        with debug(directory=tmp_path):
+            cell.forward([np.zeros((2, 4)), np.zeros((2, 2)), np.zeros((2, 2))])
+    msg = str(e.value)
+    assert "dot is not installed, so this drawing is DOT source" in msg and "apt-get install graphviz" in msg
+    path = debug_drawing(e.value, tmp_path, suffix=".dot")
+    assert "fillcolor=red" in open(path).read()
+
+
+def test_debug_never_hides_the_error(tmp_path, monkeypatch):
+    def broken(*a, **k):
+        raise RuntimeError("drawing exploded")
+    monkeypatch.setattr(render_mod, "to_dot", broken)
+    cell = lstm_cell().float64()
+    with pytest.raises(gn.InputError, match="input 'x' must have shape") as e:
+        with debug(directory=tmp_path):
+            cell.forward([np.zeros((2, 4)), np.zeros((2, 2)), np.zeros((2, 2))])
+    assert "could not draw the graph: RuntimeError: drawing exploded" in str(e.value)
+    assert os.listdir(tmp_path) == []
+
+
+def test_without_debug_errors_are_untouched(tmp_path):
+    cell = lstm_cell().float64()
+    with pytest.raises(gn.InputError) as e:
+        cell.forward([np.zeros((2, 4)), np.zeros((2, 2)), np.zeros((2, 2))])
+    assert "failing node" not in str(e.value)
+    with debug(directory=tmp_path):
+        cell.forward([np.zeros((2, 3)), np.zeros((2, 2)), np.zeros((2, 2))])
+    assert os.listdir(tmp_path) == []

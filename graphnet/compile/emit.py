@@ -44,10 +44,13 @@ class Emitted:
         seed_names = {id(s): f"s{i}" for i, s in enumerate(prog.seeds) if s is not None}
 
         src, linemap = [], {}
+        self.schedule = []        # (function, value, variable name): the order values run in, and their buffers
 
         def function(header, values, preset, keep, tail, prelude=()):
             """Emit one function: ``values`` in order, names reused once a value is dead (keep: live to the end)."""
             names, text = _allocate(values, preset, keep, exprs)
+            fn = header.split("(")[0][4:]
+            self.schedule.extend((fn, v, names[id(v)]) for _, v in text)
             src.append(header)
             src.extend("    " + line for line in prelude)
             for line, v in text:

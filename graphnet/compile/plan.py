@@ -6,6 +6,7 @@ the executable for their signature (shapes, dtypes, the modules' modes), and run
 from __future__ import annotations
 
 import contextlib
+import time
 
 import numpy as np
 
@@ -63,7 +64,10 @@ class Plan:
         exe = self._cache.get(key)
         if exe is None:
             try:
+                t0 = time.perf_counter()
                 exe = self._build([(x.shape, x.dtype) for x in arrays], interpret=checking)
+                if isinstance(getattr(exe, "stats", None), dict):
+                    exe.stats["compile_seconds"] = time.perf_counter() - t0   # lowering and autodiff included
             except ShapeError as e:
                 if isinstance(e, InputError):
                     raise

@@ -7,5 +7,8 @@ from .criterion import (AbsCriterion, BCECriterion, ClassNLLCriterion, Criterion
 from .shape import Max, Mean, Narrow, Padding, Replicate, Reshape, Select, Squeeze, Sum, Transpose, Unsqueeze, View
 from .table import (CAddTable, CDivTable, CMaxTable, CMinTable, CMulTable, CSubTable, JoinTable, NarrowTable,
                     SelectTable, SplitTable)
+from .containers import Concat, ConcatTable, Container, Parallel, ParallelTable, Sequential
+from .conv import SpatialAveragePooling, SpatialConvolution, SpatialMaxPooling
+from .norm import BatchNormalization, LayerNorm
 from ..module import Module
 from ..gmodule import gModule

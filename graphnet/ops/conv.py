@@ -57,7 +57,9 @@ class Im2Col(_Window):
             v = np.finfo(x.dtype).min if self.value == -np.inf else self.value
             x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=v)
         win = sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, :(oh - 1) * sh + 1:sh, :(ow - 1) * sw + 1:sw]
-        return win.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw)     # (N, OH, OW, C, kh, kw)
+        cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * oh * ow, c * kh * kw)     # (N, OH, OW, C, kh, kw)
+        # reshape copies except in degenerate layouts (e.g. one window covering the image): never alias x
+        return cols.copy() if np.may_share_memory(cols, x) else cols
 
     def vjp(self, b, g, y, x):
         return (b(Col2Im(*self._window(), *x.shape[1:]), g),)

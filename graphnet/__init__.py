@@ -1,5 +1,5 @@
 """graphnet: nngraph for Python — networks as graphs of modules, compiled to fused numpy plans, drawn with graphviz."""
-from . import data, nn, ops, optim
+from . import data, nn, ops, optim, rnn
 from .compile import Plan, compile, compile_train_step
 from .debug import debug
 from .optim import clip_grad_norm, clip_grad_value
@@ -8,5 +8,8 @@ from .errors import FormatError, GraphError, GraphnetError, InputError, RenderEr
 from .gmodule import gModule
 from .module import Module, Parameter, manual_seed
 from .node import Input, Node
+from .rnn import unroll
+from .serialize import load, load_state, save, save_state
+from .train import Learner
 
 __version__ = "0.1.0"

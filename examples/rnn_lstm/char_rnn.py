@@ -1,0 +1,471 @@
+"""char-rnn in graphnet: a character-level language model trained with truncated backpropagation through time.
+
+    python examples/rnn_lstm/char_rnn.py                   # CPython's pydoc topics (~465k chars), no download
+    python examples/rnn_lstm/char_rnn.py --text input.txt --cell gru --layers 2 --hidden 256 --iters 5000
+
+The model is Karpathy's char-rnn (LSTM.lua): one-hot characters -> ``layers`` stacked cells -> Linear decoder ->
+LogSoftMax. Training builds ONE gModule: the stacked cell unrolled over ``--seq-len`` steps (shared weights: the
+same cell called on new nodes each step), a ClassNLLCriterion per step, and their mean as the one scalar output
+(nats/char). The final states of each batch are the initial states of the next (each batch row is a contiguous
+stream of the text), so the gradient is truncated at ``--seq-len`` steps but the memory is not.
+
+Writes to ``--out``: the cell's forward and backward diagrams (SVG; needs graphnet.render and graphviz), the loss
+curves (loss.png, drawn by a 60-line numpy+zlib PNG writer: matplotlib is not a dependency), a checkpoint (when
+graphnet can save), the vocabulary (vocab.json) and samples.txt. The last line printed is
+``final: train_loss X val_loss Y (nats/char)``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import math
+import os
+import struct
+import sys
+import time
+import zlib
+from collections import Counter
+
+import numpy as np
+
+import graphnet as gn
+from graphnet import nn
+from graphnet.rnn import CELLS, stacked, unroll
+
+try:
+    from graphnet.optim import Adam, RMSprop, clip_grad_norm
+except ImportError:                                   # pragma: no cover - optim.py is part of graphnet
+    Adam = RMSprop = clip_grad_norm = None
+
+
+# --- data -------------------------------------------------------------------------------------------------------
+
+def load_text(path: str | None = None) -> str:
+    """The corpus: a UTF-8 file, or (default) the text of CPython's pydoc topics, shipped with Python."""
+    if path:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    from pydoc_data.topics import topics
+    return "".join(topics.values())
+
+
+def unigram_entropy(text: str) -> float:
+    """H = -sum p(c) log p(c) over characters, in nats: the loss of a model that ignores context."""
+    counts = np.array(list(Counter(text).values()), np.float64)
+    p = counts / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+class Vocab:
+    """Characters <-> ids, sorted by code point (deterministic)."""
+
+    def __init__(self, text: str):
+        self.chars = sorted(set(text))
+        self.index = {c: i for i, c in enumerate(self.chars)}
+
+    def __len__(self):
+        return len(self.chars)
+
+    def encode(self, text: str) -> np.ndarray:
+        return np.array([self.index[c] for c in text], np.int64)
+
+    def decode(self, ids) -> str:
+        return "".join(self.chars[i] for i in ids)
+
+
+def make_batches(ids: np.ndarray, batch: int, seq_len: int):
+    """char-rnn's layout: ``batch`` contiguous streams cut into windows; window k+1 continues window k.
+
+    Returns x, y of shape (n_windows, batch, seq_len); y is x shifted by one character.
+    """
+    n = (len(ids) - 1) // (batch * seq_len)
+    if n < 1:
+        raise SystemExit(f"char_rnn: {len(ids)} characters are too few for one batch of {batch} x {seq_len}; "
+                         f"use a longer text or a smaller --batch / --seq-len")
+    size = n * batch * seq_len
+    x = ids[:size].reshape(batch, n, seq_len).transpose(1, 0, 2)
+    y = ids[1:size + 1].reshape(batch, n, seq_len).transpose(1, 0, 2)
+    return np.ascontiguousarray(x), np.ascontiguousarray(y)
+
+
+# --- the model ----------------------------------------------------------------------------------------------------
+
+class CharRNN:
+    """The one-step cell, and the unrolled gModules built from it (all sharing the cell's weights).
+
+    ``cell``   stacked(kind, vocab, hidden, layers, vocab=vocab): (x, *states) -> (*states, logprobs)
+    ``loss``   (x_1..x_T, y_1..y_T, *states) -> mean over t of ClassNLL(logprobs_t, y_t): what is trained
+    ``carry``  same inputs -> (loss, *final states): a forward-only twin that hands the states to the next batch
+    """
+
+    def __init__(self, kind: str, vocab: int, hidden: int, layers: int, seq_len: int, dropout: float = 0.0,
+                 dtype: str = "float32"):
+        self.vocab, self.hidden, self.layers, self.seq_len = vocab, hidden, layers, seq_len
+        self.cell = stacked(kind, vocab, hidden, layers, vocab=vocab, dropout=dropout)
+        self.n_state = len(self.cell.inputs) - 1
+        T, k = seq_len, self.n_state
+        rolled = unroll(self.cell, T)             # inputs x_1..x_T, *states; outputs *states, logprobs_1..T
+        xs = [gn.Input(name=f"x{t}") for t in range(1, T + 1)]
+        ys = [gn.Input(name=f"y{t}") for t in range(1, T + 1)]
+        init = [gn.Input(name=f"{s.name}_0") for s in self.cell.inputs[1:]]
+        outs = rolled(*xs, *init).split(k + T)
+        nll = [nn.ClassNLLCriterion()(outs[k + t], ys[t]).annotate(name=f"nll{t + 1}") for t in range(T)]
+        loss = nn.MulConstant(1.0 / T)(nn.CAddTable()(nll) if T > 1 else nll[0]).annotate(name="loss")
+        self.loss = gn.gModule(xs + ys + init, [loss])
+        self.carry = gn.gModule(xs + ys + init, [loss] + list(outs[:k]))
+        for m in (self.cell, self.loss, self.carry):
+            m.type(dtype)
+        self.dtype = np.dtype(dtype)
+        self.eye = np.eye(vocab, dtype=self.dtype)
+        self.dropout = dropout
+        compile_train_step = getattr(gn, "compile_train_step", None)
+        self._step = compile_train_step(self.loss) if compile_train_step is not None else None
+
+    def parameters(self):
+        return self.cell.parameters()
+
+    def zero_state(self, batch: int) -> list:
+        return [np.zeros((batch, self.hidden), self.dtype) for _ in range(self.n_state)]
+
+    def arrays(self, x: np.ndarray, y: np.ndarray, state: list) -> list:
+        """The loss model's inputs for one window: one-hot x_t (batch, vocab), integer y_t (batch,), states."""
+        return [self.eye[x[:, t]] for t in range(x.shape[1])] + [y[:, t] for t in range(y.shape[1])] + state
+
+    def loss_and_grad(self, arrays: list) -> float:
+        """Forward and backward of the loss model; the parameters' .grad hold d loss / d w afterwards."""
+        if self._step is not None:                           # one fused plan, grads zeroed by it
+            return self._step(*arrays)
+        self.loss.zero_grad_parameters()
+        loss = self.loss.forward(arrays)
+        self.loss.backward(arrays, np.array(1.0, self.dtype))
+        return float(loss)
+
+    def forward_carry(self, arrays: list):
+        """(loss, final states) for one window, no gradients."""
+        out = self.carry.forward(arrays)
+        return float(out[0]), [np.array(s) for s in out[1:]]
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> float:
+        """Mean loss over every window of (x, y), states carried from zeros, Dropout off."""
+        self._mode(train=False)
+        state, total = self.zero_state(x.shape[1]), 0.0
+        for xb, yb in zip(x, y):
+            loss, state = self.forward_carry(self.arrays(xb, yb, state))
+            total += loss
+        self._mode(train=True)
+        return total / len(x)
+
+    def _mode(self, train: bool):
+        if self.dropout > 0:    # switching modes recompiles the plans, so only when it changes something
+            (self.cell.training if train else self.cell.evaluate)()
+
+    def sample(self, vocab: Vocab, length: int, temperature: float = 1.0, prime: str = "\n",
+               seed: int = 0) -> str:
+        """Text drawn one character at a time from softmax(logprobs / temperature), after reading ``prime``."""
+        rng = np.random.default_rng(seed)
+        self._mode(train=False)
+        state = self.zero_state(1)
+        out, logp = [], None
+        prime = [c for c in prime if c in vocab.index] or [vocab.chars[0]]
+        for c in prime:
+            res = self.cell.forward([self.eye[[vocab.index[c]]]] + state)
+            state, logp = [np.array(s) for s in res[:-1]], res[-1]
+        for _ in range(length):
+            z = logp[0].astype(np.float64) / max(temperature, 1e-6)
+            p = np.exp(z - z.max())
+            i = int(rng.choice(len(p), p=p / p.sum()))
+            out.append(i)
+            res = self.cell.forward([self.eye[[i]]] + state)
+            state, logp = [np.array(s) for s in res[:-1]], res[-1]
+        self._mode(train=True)
+        return "".join(prime) + vocab.decode(out)
+
+
+def make_optimizer(params, name: str, lr: float):
+    """char-rnn's RMSprop (decay 0.95) or Adam, from graphnet.optim (torch.optim's update rules)."""
+    if RMSprop is None:
+        raise SystemExit("char_rnn: graphnet.optim is missing; it provides RMSprop, Adam and clip_grad_norm")
+    if name == "rmsprop":
+        return RMSprop(params, lr=lr, alpha=0.95)
+    return Adam(params, lr=lr)
+
+
+# --- progress, plots ----------------------------------------------------------------------------------------------
+
+class Progress:
+    """A one-line progress bar on stderr: [####....] it/total, loss, chars/s, ETA. tqdm in 30 lines."""
+
+    def __init__(self, total: int, stream=None, width: int = 24, every: float = 0.25):
+        self.total, self.width, self.every = total, width, every
+        self.stream = stream or sys.stderr
+        self.tty = getattr(self.stream, "isatty", lambda: False)()
+        self.start = self.last = time.perf_counter()
+        self.chars = 0
+        self.shown = -1
+
+    def update(self, done: int, chars: int, **fields):
+        self.chars += chars
+        now = time.perf_counter()
+        final = done == self.total
+        # on a terminal: redraw a few times a second; in a log: one line per 10%
+        if self.tty and now - self.last < self.every and not final:
+            return
+        if not self.tty and done * 10 // self.total == self.shown and not final:
+            return
+        self.last, self.shown = now, done * 10 // self.total
+        elapsed = now - self.start
+        rate = self.chars / elapsed if elapsed > 0 else 0.0
+        eta = elapsed / done * (self.total - done) if done else 0.0
+        fill = self.width * done // self.total
+        bar = "#" * fill + "." * (self.width - fill)
+        extra = " ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in fields.items())
+        line = f"[{bar}] {done}/{self.total} {extra} {rate:,.0f} chars/s ETA {_clock(eta)}"
+        self.stream.write(("\r" + line + "\033[K") if self.tty else line + "\n")
+        self.stream.flush()
+
+    def close(self):
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m}:{s:02d}"
+
+
+# 3x5 pixel glyphs (rows top to bottom) for the few characters the plot writes
+_GLYPHS = {
+    "0": "111101101101111", "1": "010110010010111", "2": "111001111100111", "3": "111001111001111",
+    "4": "101101111001001", "5": "111100111001111", "6": "111100111101111", "7": "111001001001001",
+    "8": "111101111101111", "9": "111101111001111", ".": "000000000000010", " ": "000000000000000",
+    "t": "010111010010011", "r": "000101110100100", "a": "000011101101011", "i": "010000010010010",
+    "n": "000110101101101", "v": "000101101101010", "l": "100100100100011", "e": "011101111100011",
+}
+
+
+def _text(img, x, y, s, color, scale=2):
+    for k, ch in enumerate(s):
+        bits = _GLYPHS.get(ch, _GLYPHS[" "])
+        for r in range(5):
+            for c in range(3):
+                if bits[3 * r + c] == "1":
+                    x0, y0 = x + (4 * k + c) * scale, y + r * scale
+                    img[y0:y0 + scale, x0:x0 + scale] = color
+
+
+def _line(img, x0, y0, x1, y1, color, width=2):
+    n = int(max(abs(x1 - x0), abs(y1 - y0))) + 1
+    xs = np.linspace(x0, x1, n).round().astype(int)
+    ys = np.linspace(y0, y1, n).round().astype(int)
+    h, w, _ = img.shape
+    for dx in range(width):
+        for dy in range(width):
+            img[np.clip(ys + dy, 0, h - 1), np.clip(xs + dx, 0, w - 1)] = color
+
+
+def write_png(path: str, rgb: np.ndarray) -> None:
+    """An 8-bit RGB PNG: signature, IHDR, one zlib IDAT of filter-0 scanlines, IEND (each chunk CRC'd)."""
+    h, w, _ = rgb.shape
+
+    def chunk(tag, data):
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+    raw = b"".join(b"\x00" + row.tobytes() for row in np.ascontiguousarray(rgb, np.uint8))
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+
+
+def plot_losses(path: str, curves: dict, width: int = 640, height: int = 400) -> None:
+    """Loss against iteration, one polyline per curve {name: (iterations, losses, rgb)}, y ticks labelled."""
+    img = np.full((height, width, 3), 255, np.uint8)
+    left, right, top, bottom = 60, 20, 20, 40
+    pts = [(np.asarray(i, float), np.asarray(v, float)) for i, v, _ in curves.values() if len(i)]
+    if not pts:
+        return write_png(path, img)
+    x_max = max(i.max() for i, _ in pts) or 1.0
+    lo, hi = min(v.min() for _, v in pts), max(v.max() for _, v in pts)
+    lo, hi = math.floor(lo * 2) / 2, math.ceil(hi * 2) / 2 + (0.5 if hi == lo else 0)
+    X = lambda i: left + (width - left - right) * i / x_max                              # noqa: E731
+    Y = lambda v: top + (height - top - bottom) * (hi - v) / (hi - lo)                   # noqa: E731
+    grey, black = (220, 220, 220), (0, 0, 0)
+    step = 0.5 if hi - lo <= 4 else 1.0
+    v = lo
+    while v <= hi + 1e-9:
+        _line(img, X(0), Y(v), X(x_max), Y(v), grey, 1)
+        _text(img, 6, int(Y(v)) - 5, f"{v:.1f}", black)
+        v += step
+    _line(img, X(0), Y(hi), X(0), Y(lo), black)
+    _line(img, X(0), Y(lo), X(x_max), Y(lo), black)
+    _text(img, width - right - 4 * 2 * len(str(int(x_max))), height - bottom + 8, str(int(x_max)), black)
+    _text(img, left, height - bottom + 8, "0", black)
+    for k, (name, (its, vals, color)) in enumerate(curves.items()):
+        its, vals = np.asarray(its, float), np.asarray(vals, float)
+        for a in range(len(its) - 1):
+            _line(img, X(its[a]), Y(vals[a]), X(its[a + 1]), Y(vals[a + 1]), color)
+        if len(its) == 1:
+            _line(img, X(its[0]) - 2, Y(vals[0]), X(its[0]) + 2, Y(vals[0]), color, 4)
+        lx = width - right - 120
+        _line(img, lx, top + 10 + 16 * k, lx + 20, top + 10 + 16 * k, color, 3)
+        _text(img, lx + 28, top + 5 + 16 * k, name, black)
+    write_png(path, img)
+
+
+# --- optional outputs ---------------------------------------------------------------------------------------------
+
+def _optional(module: str, name: str):
+    """``module.name`` if that part of graphnet is installed, else None (the output is skipped with a note)."""
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return None
+
+
+def draw_cells(model: CharRNN, out: str, log) -> list:
+    render = _optional("graphnet.render", "render")
+    if render is None:
+        log("note: graphnet.render is not available; skipping the cell diagrams")
+        return []
+    layer1 = next(n.module for n in model.cell.order if isinstance(n.module, gn.gModule))
+    # the backward drawing needs concrete shapes: one row of the first layer's inputs
+    sample = [np.zeros((1, model.vocab))] + [np.zeros((1, model.hidden))] * (len(layer1.inputs) - 1)
+    written = []
+    for path, which, graph in ((os.path.join(out, "cell_forward.svg"), "forward", layer1),
+                               (os.path.join(out, "cell_backward.svg"), "backward", layer1),
+                               (os.path.join(out, "stacked_forward.svg"), "forward", model.cell)):
+        try:
+            render(graph, path, which=which, **({"inputs": sample} if which == "backward" else {}))
+            written.append(path)
+        except Exception as e:    # a missing `dot` binary is a RenderError; a diagram is never worth a crash
+            log(f"note: could not draw {os.path.basename(path)}: {type(e).__name__}: {str(e).splitlines()[0]}")
+    return written
+
+
+def save_checkpoint(model: CharRNN, vocab: Vocab, path: str, log) -> bool:
+    with open(os.path.join(os.path.dirname(path) or ".", "vocab.json"), "w", encoding="utf-8") as f:
+        json.dump({"chars": vocab.chars}, f, ensure_ascii=False)
+    save = getattr(gn, "save", None) or _optional("graphnet.serialize", "save")
+    if save is None:
+        log("note: graphnet.save is not available; skipping the checkpoint (vocab.json was written)")
+        return False
+    try:
+        save(model.cell, path)
+        return True
+    except Exception as e:
+        log(f"note: could not save the checkpoint: {type(e).__name__}: {str(e).splitlines()[0]}")
+        return False
+
+
+# --- main -----------------------------------------------------------------------------------------------------------
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--text", help="a UTF-8 text file (default: CPython's pydoc topics)")
+    p.add_argument("--cell", choices=sorted(CELLS), default="lstm")
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--seq-len", type=int, default=50, help="steps of backpropagation through time")
+    p.add_argument("--batch", type=int, default=50, help="parallel streams of text")
+    p.add_argument("--iters", type=int, default=500)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--optim", choices=["rmsprop", "adam"], default="adam")
+    p.add_argument("--clip", type=float, default=5.0, help="max global gradient norm")
+    p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--val-frac", type=float, default=0.05, help="the last part of the text, for validation")
+    p.add_argument("--eval-every", type=int, default=100, help="iterations between validation losses")
+    p.add_argument("--sample-len", type=int, default=400)
+    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--out", default="out/char_rnn", help="folder for diagrams, the loss plot, the checkpoint")
+    p.add_argument("--checkpoint", default=None, help="checkpoint path (default: OUT/char_rnn.gnet; '' skips it)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    a = parse_args(argv)
+    t_start = time.perf_counter()
+    log = lambda *s: print(*s, flush=True)                                              # noqa: E731
+    os.makedirs(a.out, exist_ok=True)
+    gn.manual_seed(a.seed)
+
+    text = load_text(a.text)
+    vocab = Vocab(text)
+    ids = vocab.encode(text)
+    entropy = unigram_entropy(text)
+    n_val = max(int(len(ids) * a.val_frac), a.seq_len + 1)
+    train_ids, val_ids = ids[:-n_val], ids[-n_val:]
+    x_tr, y_tr = make_batches(train_ids, a.batch, a.seq_len)
+    val_batch = max(1, min(a.batch, (len(val_ids) - 1) // a.seq_len))
+    x_va, y_va = make_batches(val_ids, val_batch, a.seq_len)
+    log(f"corpus: {len(text):,} chars ({'pydoc topics' if not a.text else a.text}), vocab {len(vocab)}, "
+        f"unigram entropy {entropy:.4f} nats/char")
+    log(f"split: train {len(train_ids):,} chars ({len(x_tr)} windows of {a.batch}x{a.seq_len}), "
+        f"val {len(val_ids):,} chars ({len(x_va)} windows of {val_batch}x{a.seq_len})")
+
+    model = CharRNN(a.cell, len(vocab), a.hidden, a.layers, a.seq_len, a.dropout, a.dtype)
+    params = model.parameters()
+    log(f"model: {a.layers}x{a.hidden} {a.cell}, {sum(p.data.size for p in params):,} parameters, "
+        f"unrolled {a.seq_len} steps, {a.optim} lr {a.lr:g}, clip {a.clip:g}, {a.dtype}, "
+        f"{'compile_train_step' if model._step is not None else 'forward + backward'}")
+    opt = make_optimizer(params, a.optim, a.lr)
+
+    hist_it, hist_loss, val_it, val_loss = [], [], [], []
+    bar = None if a.quiet else Progress(a.iters)
+    state = model.zero_state(a.batch)
+    t_train = time.perf_counter()
+    for it in range(1, a.iters + 1):
+        k = (it - 1) % len(x_tr)
+        if k == 0:
+            state = model.zero_state(a.batch)          # a new pass over the text: the streams restart
+        arrays = model.arrays(x_tr[k], y_tr[k], state)
+        _, state = model.forward_carry(arrays)           # with the weights this window is trained with
+        loss = model.loss_and_grad(arrays)
+        clip_grad_norm(params, a.clip)
+        opt.step()
+        hist_it.append(it)
+        hist_loss.append(loss)
+        if it % a.eval_every == 0 or it == a.iters:
+            val_it.append(it)
+            val_loss.append(model.evaluate(x_va, y_va))
+        if bar:
+            fields = {"loss": loss}
+            if val_loss:
+                fields["val"] = val_loss[-1]
+            bar.update(it, a.batch * a.seq_len, **fields)
+    if bar:
+        bar.close()
+    train_seconds = time.perf_counter() - t_train
+    recent = hist_loss[-max(1, min(a.eval_every, len(hist_loss))):]
+    train_loss = float(np.mean(recent))
+
+    for it_, v in zip(val_it, val_loss):
+        log(f"iter {it_:5d}  train {np.mean(hist_loss[max(0, it_ - a.eval_every):it_]):.4f}  val {v:.4f}")
+    sample = model.sample(vocab, a.sample_len, a.temperature, prime="The ", seed=a.seed)
+    log(f"--- sample (temperature {a.temperature:g}) ---\n{sample}\n---")
+    with open(os.path.join(a.out, "samples.txt"), "w", encoding="utf-8") as f:
+        f.write(sample + "\n")
+
+    smooth = np.convolve(hist_loss, np.ones(min(20, len(hist_loss))) / min(20, len(hist_loss)), mode="valid")
+    plot_losses(os.path.join(a.out, "loss.png"), {
+        "train": (hist_it[len(hist_it) - len(smooth):], smooth, (31, 119, 180)),
+        "val": (val_it, val_loss, (214, 39, 40))})
+    drawn = draw_cells(model, a.out, log)
+    ckpt = os.path.join(a.out, "char_rnn.gnet") if a.checkpoint is None else a.checkpoint
+    saved = save_checkpoint(model, vocab, ckpt, log) if ckpt else False
+    total = time.perf_counter() - t_start
+    log(f"wrote {', '.join([os.path.join(a.out, 'loss.png')] + drawn + ([ckpt] if saved else []))}")
+    log(f"time: {total:.1f} s total, {train_seconds:.1f} s training "
+        f"({1000 * train_seconds / a.iters:.0f} ms/iteration, "
+        f"{a.iters * a.batch * a.seq_len / train_seconds:,.0f} chars/s); "
+        f"val/unigram = {val_loss[-1] / entropy:.3f}")
+    print(f"final: train_loss {train_loss:.4f} val_loss {val_loss[-1]:.4f} (nats/char)", flush=True)
+    return {"train_loss": train_loss, "val_loss": val_loss[-1], "entropy": entropy, "seconds": total,
+            "train_seconds": train_seconds, "history": hist_loss, "val_history": list(zip(val_it, val_loss)),
+            "sample": sample}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""examples/rnn_lstm/char_rnn.py: the training loop against a PyTorch twin, and a smoke run of the script."""
+import importlib.util
+import pathlib
+import re
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+import graphnet as gn
+from graphnet import nn
+
+from conftest import require_torch
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TEXT = ("It is a truth universally acknowledged, that a single man in possession of a good fortune, "
+        "must be in want of a wife. However little known the feelings or views of such a man may be "
+        "on his first entering a neighbourhood, this truth is so well fixed in the minds of the "
+        "surrounding families, that he is considered the rightful property of some one or other "
+        "of their daughters.\n") * 6
+
+
+@pytest.fixture(scope="module")
+def char_rnn():
+    spec = importlib.util.spec_from_file_location("char_rnn", ROOT / "examples" / "rnn_lstm" / "char_rnn.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _torch_twin(torch, model, kind):
+    """torch cells and decoder holding copies of the graphnet model's weights (gate order mapped)."""
+    H, L = model.hidden, model.layers
+    perm = np.r_[0:2 * H, 3 * H:4 * H, 2 * H:3 * H] if kind == "lstm" else np.arange(3 * H)
+    inv = np.argsort(perm)
+    layers = [n.module for n in model.cell.order if isinstance(n.module, gn.gModule)]
+    decoder = next(n.module for n in model.cell.order if isinstance(n.module, nn.Linear))
+    Cell = torch.nn.LSTMCell if kind == "lstm" else torch.nn.GRUCell
+    tcells = [Cell(model.vocab if i == 0 else H, H).double() for i in range(L)]
+    tdec = torch.nn.Linear(H, model.vocab).double()
+    with torch.no_grad():
+        for cell, tcell in zip(layers, tcells):
+            lin = {n.name: n.module for n in cell.order if isinstance(n.module, nn.Linear)}
+            tcell.weight_ih.copy_(torch.tensor(lin["i2h"].weight.data[inv]))
+            tcell.bias_ih.copy_(torch.tensor(lin["i2h"].bias.data[inv]))
+            tcell.weight_hh.copy_(torch.tensor(lin["h2h"].weight.data[inv]))
+            tcell.bias_hh.copy_(torch.tensor(lin["h2h"].bias.data[inv]))
+        tdec.weight.copy_(torch.tensor(decoder.weight.data))
+        tdec.bias.copy_(torch.tensor(decoder.bias.data))
+    return tcells, tdec
+
+
+def _torch_window(torch, kind, tcells, tdec, x, y, state, vocab):
+    """Mean NLL over the window's steps, and the final states (graphnet's order: c1, h1, c2, h2 / h1, h2)."""
+    T, per = x.shape[1], 2 if kind == "lstm" else 1
+    eye = torch.eye(vocab, dtype=torch.float64)
+    losses = []
+    for t in range(T):
+        below, new = eye[torch.tensor(x[:, t])], []
+        for i, tcell in enumerate(tcells):
+            if kind == "lstm":
+                c, h = state[2 * i], state[2 * i + 1]
+                h, c = tcell(below, (h, c))
+                new += [c, h]
+            else:
+                h = tcell(below, state[i])
+                new.append(h)
+            below = h
+        state = new
+        logp = torch.log_softmax(tdec(below), dim=1)
+        losses.append(torch.nn.functional.nll_loss(logp, torch.tensor(y[:, t])))
+    assert len(state) == per * len(tcells)
+    return sum(losses) / T, state
+
+
+@pytest.mark.parity
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_training_matches_a_pytorch_twin_for_five_steps(char_rnn, kind):
+    torch = require_torch()
+    gn.manual_seed(3)
+    vocab = char_rnn.Vocab(TEXT)
+    x, y = char_rnn.make_batches(vocab.encode(TEXT), batch=4, seq_len=6)
+    model = char_rnn.CharRNN(kind, len(vocab), hidden=8, layers=2, seq_len=6, dtype="float64")
+    tcells, tdec = _torch_twin(torch, model, kind)
+    params = model.parameters()
+    opt = char_rnn.make_optimizer(params, "rmsprop", lr=2e-2)
+    tparams = [p for m in tcells + [tdec] for p in m.parameters()]
+    topt = torch.optim.RMSprop(tparams, lr=2e-2, alpha=0.95)
+
+    state = model.zero_state(4)
+    tstate = [torch.zeros(4, 8, dtype=torch.float64) for _ in state]
+    ours, theirs = [], []
+    for k in range(5):
+        arrays = model.arrays(x[k], y[k], state)
+        carried_loss, state = model.forward_carry(arrays)
+        loss = model.loss_and_grad(arrays)
+        char_rnn.clip_grad_norm(params, 0.5)         # small enough to clip on these steps
+        opt.step()
+        ours.append(loss)
+        assert carried_loss == pytest.approx(loss, rel=1e-12)
+
+        topt.zero_grad()
+        tloss, tstate = _torch_window(torch, kind, tcells, tdec, x[k], y[k], tstate, len(vocab))
+        tloss.backward()
+        torch.nn.utils.clip_grad_norm_(tparams, 0.5)
+        topt.step()
+        tstate = [s.detach() for s in tstate]
+        theirs.append(tloss.item())
+        for mine, their in zip(state, tstate):      # the carried states agree too
+            np.testing.assert_allclose(mine, their.numpy(), rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-8)
+
+
+def test_script_runs_and_ends_with_the_final_line(char_rnn, tmp_path, capsys):
+    text = tmp_path / "tiny.txt"
+    text.write_text(TEXT, encoding="utf-8")
+    out = tmp_path / "out"
+    res = char_rnn.main(["--text", str(text), "--iters", "6", "--eval-every", "3", "--hidden", "16",
+                         "--layers", "1", "--seq-len", "8", "--batch", "4", "--out", str(out),
+                         "--sample-len", "20", "--quiet", "--cell", "gru", "--lr", "1e-2"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert re.fullmatch(r"final: train_loss \d+\.\d{4} val_loss \d+\.\d{4} \(nats/char\)", lines[-1])
+    assert any(re.search(r"unigram entropy \d+\.\d{4} nats/char", s) for s in lines)
+    assert lines[-1] == f"final: train_loss {res['train_loss']:.4f} val_loss {res['val_loss']:.4f} (nats/char)"
+    assert len(res["history"]) == 6 and [i for i, _ in res["val_history"]] == [3, 6]
+    png = (out / "loss.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", png[16:24]) == (640, 400)
+    assert (out / "vocab.json").exists() and (out / "samples.txt").exists()
+
+
+def test_png_writer_round_trips(char_rnn, tmp_path):
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (7, 5, 3), dtype=np.uint8)
+    path = tmp_path / "a.png"
+    char_rnn.write_png(str(path), img)
+    data = path.read_bytes()
+    pos, chunks = 8, {}
+    while pos < len(data):
+        n, tag = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + n]
+        assert struct.unpack(">I", data[pos + 8 + n:pos + 12 + n])[0] == zlib.crc32(tag + body) & 0xFFFFFFFF
+        chunks[tag] = body
+        pos += 12 + n
+    assert struct.unpack(">IIBBBBB", chunks[b"IHDR"]) == (5, 7, 8, 2, 0, 0, 0)
+    rows = np.frombuffer(zlib.decompress(chunks[b"IDAT"]), np.uint8).reshape(7, 1 + 5 * 3)
+    assert (rows[:, 0] == 0).all()
+    np.testing.assert_array_equal(rows[:, 1:].reshape(7, 5, 3), img)
+
+
+def test_batches_are_contiguous_streams(char_rnn):
+    ids = np.arange(101)
+    x, y = char_rnn.make_batches(ids, batch=2, seq_len=5)
+    assert x.shape == y.shape == (10, 2, 5)
+    np.testing.assert_array_equal(x[0, 0], [0, 1, 2, 3, 4])
+    np.testing.assert_array_equal(x[1, 0], [5, 6, 7, 8, 9])      # window k+1 continues window k
+    np.testing.assert_array_equal(x[0, 1], [50, 51, 52, 53, 54])
+    np.testing.assert_array_equal(y, x + 1)
+    assert char_rnn.unigram_entropy("abab") == pytest.approx(np.log(2))

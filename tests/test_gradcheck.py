@@ -173,8 +173,7 @@ def test_criterions(crit, target, size_average):
         assert "input 1" in errs       # a float target gets its true gradient
 
 
-def test_graph_with_fanout_sharing_and_nesting():
-    rng = np.random.default_rng(13)
+def _fan_out_graph():
     x = gn.Input()
     lin = nn.Linear(3, 3)
     h1 = nn.Tanh()(lin(x))
@@ -182,8 +181,12 @@ def test_graph_with_fanout_sharing_and_nesting():
     y = h1 * h2 + nn.Sigmoid()(h1)                   # fan-out of h1
     inner = gn.gModule([x], [y])
     z = gn.Input()
-    outer = gn.gModule([z], [inner(inner(z)), nn.Sum(1)(z)])
-    _check(outer, [rng.standard_normal((2, 3))])
+    return gn.gModule([z], [inner(inner(z)), nn.Sum(1)(z)])
+
+
+def test_graph_with_fanout_sharing_and_nesting():
+    rng = np.random.default_rng(13)
+    _check(_fan_out_graph(), [rng.standard_normal((2, 3))])
 
 
 class _OffByAThousandth(ops.Tanh):
@@ -203,3 +206,211 @@ def test_checker_rejects_vjp_off_by_a_thousandth():
     assert errs["input 0"] > 10 * TOL
     good = gradcheck(nn.Tanh(), [rng.standard_normal((3, 4))])
     assert good["input 0"] < TOL
+
+
+# --- broadcasting and fan-out, over random shapes ---------------------------------------------------------------
+
+@st.composite
+def broadcast_pair(draw):
+    """Two shapes that broadcast against each other: a common shape, each side with some leading dims dropped
+    and some dims set to 1 (0-d scalars included)."""
+    full = draw(st.lists(st.integers(1, 3), min_size=0, max_size=3))
+    out = []
+    for _ in range(2):
+        lead = draw(st.integers(0, len(full)))
+        ones = draw(st.lists(st.booleans(), min_size=len(full) - lead, max_size=len(full) - lead))
+        out.append(tuple(1 if o else d for d, o in zip(full[lead:], ones)))
+    return tuple(out)
+
+
+@pytest.mark.parametrize("factory", [nn.CAddTable, nn.CSubTable, nn.CMulTable, nn.CDivTable, nn.CMaxTable,
+                                     nn.CMinTable])
+@given(shapes=broadcast_pair(), seed=st.integers(0, 2 ** 16))
+def test_binary_tables_random_broadcast_shapes(factory, shapes, seed):
+    rng = np.random.default_rng(seed)
+    a = _away_from_zero(rng, shapes[0])
+    b = _away_from_zero(rng, shapes[1])
+    if factory in (nn.CMaxTable, nn.CMinTable):      # no near-ties: max/min are not differentiable there
+        a = 0.2 * rng.integers(-5, 5, shapes[0]) + rng.uniform(0, 0.02, shapes[0])
+        b = 0.2 * rng.integers(-5, 5, shapes[1]) + 0.1 + rng.uniform(0, 0.02, shapes[1])
+    _check(factory(), [a, b])
+
+
+@pytest.mark.parametrize("factory", [nn.CAddTable, nn.CSubTable, nn.CMulTable, nn.CDivTable])
+@given(shape=st.lists(st.integers(1, 3), min_size=1, max_size=3).map(tuple), seed=st.integers(0, 2 ** 16))
+def test_fan_out_one_node_feeds_both_sides(factory, shape, seed):
+    # x feeds the op twice, once directly and once through a broadcasting reduction: the gradients add up
+    rng = np.random.default_rng(seed)
+    x = gn.Input()
+    s = nn.Sum(0, True)(x)
+    y = factory()(x, nn.Exp()(x))
+    z = factory()(s, x)
+    g = gn.gModule([x], [y, z, factory()(x, x) if factory is not nn.CSubTable else nn.CMulTable()(x, x)])
+    _check(g, [_away_from_zero(rng, shape)])
+
+
+@given(shape=st.lists(st.integers(1, 3), min_size=1, max_size=3).map(tuple), seed=st.integers(0, 2 ** 16))
+def test_fan_out_through_many_consumers(shape, seed):
+    rng = np.random.default_rng(seed)
+    x = gn.Input()
+    h = nn.Tanh()(x)
+    parts = [nn.Square()(h), nn.Sigmoid()(h), h * h, nn.MulConstant(3.0)(h), nn.Abs()(nn.AddConstant(2.0)(h))]
+    y = nn.CAddTable()(parts)
+    _check(gn.gModule([x], [y, h]), [rng.standard_normal(shape)])
+
+
+# --- the remaining modules: randomness, convolution, normalisation, containers ------------------------------
+
+class _CastRoundTrip(Module):
+    """y = x cast to the other float type and back (no module uses Cast on its own: checked here)."""
+
+    def lower(self, b, x):
+        wide = b(ops.Cast(np.longdouble), x)
+        return b(ops.Mul(), b(ops.Cast(x.dtype), wide), x)
+
+
+def _bn(train):
+    m = nn.BatchNormalization(3)
+    r = np.random.default_rng(20)
+    m.weight.data[...] = r.uniform(0.5, 1.5, 3)
+    m.bias.data[...] = r.uniform(-0.5, 0.5, 3)
+    m.running_mean = r.standard_normal(3)
+    m.running_var = r.uniform(0.5, 2.0, 3)
+    return m if train else m.evaluate()
+
+
+def _distinct(rng, shape):
+    """Values with no near-ties (max pooling's gradient must not jump under finite differences)."""
+    n = int(np.prod(shape))
+    return (rng.permutation(n).reshape(shape) + rng.uniform(0.1, 0.4, shape)) / n
+
+
+# (id, factory, input makers (rng) -> array, reseed): each checked by test_other_modules and lowered by
+# test_every_primitive_op_is_gradient_checked
+OTHERS = [
+    ("dropout_eval", lambda: nn.Dropout(0.5).evaluate(), [lambda r: r.standard_normal((3, 4))], None),
+    ("dropout_train_seeded", lambda: nn.Dropout(0.5).training(), [lambda r: r.standard_normal((3, 4))], 7),
+    ("dropout_train_3d", lambda: nn.Dropout(0.2).training(), [lambda r: r.standard_normal((2, 3, 2))], 8),
+    ("conv", lambda: nn.SpatialConvolution(2, 2, 2, 2, 1, 1, 1, 0), [lambda r: r.standard_normal((1, 2, 3, 3))],
+     None),
+    ("max_pool", lambda: nn.SpatialMaxPooling(2, 2, 1, 1), [lambda r: _distinct(r, (1, 2, 3, 3))], None),
+    ("avg_pool_excl_pad", lambda: nn.SpatialAveragePooling(2, 2, 1, 1, 1, 1, count_include_pad=False),
+     [lambda r: r.standard_normal((1, 1, 3, 3))], None),
+    ("batchnorm_train", lambda: _bn(True), [lambda r: r.standard_normal((4, 3))], None),
+    ("batchnorm_eval", lambda: _bn(False), [lambda r: r.standard_normal((4, 3))], None),
+    ("layernorm", lambda: nn.LayerNorm(3), [lambda r: r.standard_normal((2, 3))], None),
+    ("sequential", lambda: nn.Sequential(nn.Linear(3, 2), nn.Tanh()), [lambda r: r.standard_normal((2, 3))], None),
+    ("concat_table", lambda: nn.ConcatTable(nn.Linear(3, 2), nn.Sigmoid()), [lambda r: r.standard_normal((2, 3))],
+     None),
+    ("parallel_table", lambda: nn.ParallelTable(nn.Tanh(), nn.Square()),
+     [lambda r: r.standard_normal((2, 3)), lambda r: r.standard_normal((2, 2))], None),
+    ("concat", lambda: nn.Concat(1, nn.Linear(3, 2), nn.Tanh()), [lambda r: r.standard_normal((2, 3))], None),
+    ("parallel", lambda: nn.Parallel(1, 0, nn.Linear(2, 3), nn.Tanh()), [lambda r: r.standard_normal((2, 2))],
+     None),
+    ("split_table", lambda: nn.SplitTable(0), [lambda r: r.standard_normal((3, 2))], None),
+    ("cast", lambda: _CastRoundTrip(), [lambda r: r.standard_normal((2, 3))], None),
+    ("class_nll_one_sample", lambda: nn.ClassNLLCriterion(), [lambda r: r.standard_normal(4),
+                                                               lambda r: np.array(2)], None),
+]
+
+
+@pytest.mark.parametrize("name,factory,makers,reseed", OTHERS, ids=[c[0] for c in OTHERS])
+def test_other_modules(name, factory, makers, reseed):
+    rng = np.random.default_rng(21)
+    m = factory()
+    errs = gradcheck(m, [mk(rng) for mk in makers], reseed=reseed)
+    assert errs and all(v < TOL for v in errs.values()), f"{name}: {errs}"
+
+
+def test_dropout_in_training_really_masks_and_the_seed_fixes_the_mask():
+    # without this, the seeded gradient check above could pass on an identity
+    x = np.ones((50, 40))
+    m = nn.Dropout(0.5).float64().training()
+    gn.manual_seed(3)
+    a = m.forward(x)
+    gn.manual_seed(3)
+    b = m.forward(x)
+    assert np.array_equal(a, b)
+    assert set(np.unique(a)) == {0.0, 2.0}
+    assert 0.3 < (a == 0).mean() < 0.7
+    assert np.array_equal(m.evaluate().forward(x), x)
+
+
+def test_checker_rejects_an_unseeded_random_module():
+    # the same Dropout without reseeding draws a new mask per run: finite differences see noise
+    rng = np.random.default_rng(22)
+    errs = gradcheck(nn.Dropout(0.5).training(), [rng.standard_normal((4, 5))])
+    assert errs["input 0"] > 10 * TOL
+
+
+# --- every primitive op is exercised ----------------------------------------------------------------------------
+
+def _op_classes():
+    """Every concrete op class defined in graphnet.ops (abstract bases excluded)."""
+    import inspect
+    import pkgutil
+    import importlib
+    from graphnet.ops import base, elementwise, leaf, reduce
+    abstract = {base.Op, elementwise.Binary, elementwise.Unary, leaf.Leaf, reduce.Reduce}
+    out = set()
+    for info in pkgutil.iter_modules(ops.__path__):
+        mod = importlib.import_module(f"graphnet.ops.{info.name}")
+        for _, cls in inspect.getmembers(mod, inspect.isclass):
+            if issubclass(cls, base.Op) and cls.__module__ == mod.__name__ and cls not in abstract \
+                    and not cls.__name__.startswith("_"):
+                out.add(cls)
+    return out
+
+
+def _checked_cases(rng):
+    """(module, arrays) for one representative of every gradient check in this file."""
+    sh = (2, 3)
+    for factory, maker in UNARY:
+        yield factory(), [(maker or (lambda r, s: r.standard_normal(s)))(rng, sh)]
+    for factory in (nn.CAddTable, nn.CSubTable, nn.CMulTable, nn.CDivTable, nn.CMaxTable, nn.CMinTable):
+        yield factory(), [rng.standard_normal((2, 3)), rng.uniform(1, 2, (3,))]
+    yield nn.CAddTable(), [rng.standard_normal(sh)] * 3
+    yield nn.Linear(3, 2), [rng.standard_normal(3)]
+    yield nn.MM(True, True), [rng.standard_normal((2, 4, 3)), rng.standard_normal((5, 4))]
+    yield nn.MM(), [rng.standard_normal((2, 3, 4)), rng.standard_normal((4, 5))]
+    yield nn.Add(3), [rng.standard_normal(sh)]
+    yield nn.Narrow(1, 0, 2), [rng.standard_normal(sh)]
+    yield nn.Select(1, 1), [rng.standard_normal(sh)]
+    for m in (nn.Reshape(4, 3), nn.View(-1, 6), nn.Transpose(0, 2), nn.Sum(1), nn.Mean(0), nn.Max(1),
+              nn.Replicate(3, 1), nn.Unsqueeze(1), nn.Padding(1, 2)):
+        yield m, [rng.standard_normal((2, 3, 4))]
+    yield nn.Squeeze(), [rng.standard_normal((2, 1, 3))]
+    yield nn.JoinTable(1), [rng.standard_normal(sh), rng.standard_normal(sh)]
+    yield nn.SelectTable(1), [rng.standard_normal(sh), rng.standard_normal(sh)]
+    yield nn.NarrowTable(0, 2), [rng.standard_normal(sh)] * 3
+    yield nn.LookupTable(5, 3), [np.array([[0, 2, 2], [4, 1, 0]])]
+    for crit in (nn.MSECriterion, nn.AbsCriterion, nn.SmoothL1Criterion, nn.BCECriterion):
+        yield crit(), [rng.uniform(0.1, 0.9, (4, 3)), rng.uniform(0.1, 0.9, (4, 3))]
+    for crit in (nn.ClassNLLCriterion, nn.CrossEntropyCriterion):
+        yield crit(), [rng.standard_normal((4, 3)), np.array([0, 2, 1, 2])]
+    for _, factory, makers, _ in OTHERS:
+        yield factory(), [mk(rng) for mk in makers]
+    yield _fan_out_graph(), [rng.standard_normal((2, 3))]
+
+
+def test_every_primitive_op_is_gradient_checked():
+    rng = np.random.default_rng(23)
+    seen = set()
+    for module, arrays in _checked_cases(rng):
+        module.float64()
+        seen |= gn.testing.lowered_ops(module, [a.astype(np.float64) if a.dtype.kind == "f" else a
+                                                for a in arrays])
+    all_ops = _op_classes()
+    assert len(all_ops) > 40                                # the enumeration itself found the ops
+    missing = sorted(c.__name__ for c in all_ops - seen)
+    assert not missing, f"primitive ops no gradient check reaches: {missing}"
+
+
+def test_every_module_in_graphnet_nn_is_gradient_checked():
+    rng = np.random.default_rng(24)
+    seen = {type(m) for m, _ in _checked_cases(rng)}
+    import inspect
+    public = {c for _, c in inspect.getmembers(nn, inspect.isclass)
+              if issubclass(c, Module) and c not in (Module, nn.Criterion, nn.Container, gn.gModule)}
+    missing = sorted(c.__name__ for c in public - seen)
+    assert not missing, f"modules without a gradient check here: {missing}"

@@ -46,6 +46,8 @@ class Linear(Module):
         return f"Linear({self.in_features} -> {self.out_features}{'' if self.bias is not None else ', no bias'})"
 
     def lower(self, b, x):
+        if len(x.shape) == 0:
+            raise fail(b, f"{self.label()} takes an input of shape (..., {self.in_features}), got a 0-d scalar")
         if x.shape[-1] is not None and x.shape[-1] != self.in_features:
             raise fail(b, f"{self.label()} expects {self.in_features} features in the last dim, got input shape "
                           f"{_fmt(x.shape)}")

@@ -60,6 +60,9 @@ class Reshape(Module):
         return f"Reshape({', '.join(map(str, self.size))})"
 
     def lower(self, b, x):
+        if len(x.shape) == 0:
+            raise fail(b, f"{self.label()} keeps the batch dim (dim 0), but the input is a 0-d scalar; "
+                          f"View({', '.join(map(str, self.size))}) reshapes without a batch dim")
         batch = x.shape[0] if x.shape[0] is not None else -1
         return b(ops.Reshape((batch,) + self.size), x)
 

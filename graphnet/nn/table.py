@@ -81,8 +81,10 @@ class SplitTable(Module):
         return f"SplitTable({self.dim})"
 
     def num_outputs(self, shape):
-        if shape is None or not -len(shape) <= self.dim < len(shape):
+        if shape is None:
             return None
+        if not -len(shape) <= self.dim < len(shape):
+            return 1                    # lower() reports the dim out of range, naming the node
         return shape[self.dim]
 
     def lower(self, b, x):

@@ -62,7 +62,8 @@ class Mean(Reduce):
         n = 1
         for a in _axes(self.axes, x.ndim):
             n *= x.shape[a]
-        return (self._expand(b, b(Scale(1.0 / n), g), x),)
+        # n == 0: x is empty, and so is its gradient (whatever the scale)
+        return (self._expand(b, b(Scale(1.0 / n if n else 0.0), g), x),)
 
 
 class Max(Reduce):

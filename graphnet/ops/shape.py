@@ -7,7 +7,16 @@ from .base import Op, dim_eq, norm_dim, size_of
 from ..errors import ShapeMismatch
 
 
-class Reshape(Op):
+class _Move(Op):
+    """An op that moves entries without arithmetic: the output keeps the input's dtype (integers stay integer;
+    unknown while a graph is built, when an input's dtype is)."""
+    family = "shape"
+
+    def dtype(self, *dtypes):
+        return None if any(d is None for d in dtypes) else np.result_type(*dtypes)
+
+
+class Reshape(_Move):
     """y = x reshaped to ``spec`` (one -1 entry: whatever is left)"""
     family = "shape"
     view = True
@@ -36,7 +45,7 @@ class Reshape(Op):
     def vjp(self, b, g, y, x): return (b(Reshape(x.shape), g),)
 
 
-class Transpose(Op):
+class Transpose(_Move):
     """y = x with its dims permuted by ``perm``"""
     family = "shape"
     view = True
@@ -58,7 +67,7 @@ def _index(ndim, dim, sl):
     return (slice(None),) * dim + (sl,)
 
 
-class Slice(Op):
+class Slice(_Move):
     """y = x[..., s:s+n, ...] along ``dim`` (a view); start < 0 counts from the end, length < 0 runs to the end
     (-1: up to the last entry, -2: all but the last, as torch.nn.Narrow)"""
     family = "shape"
@@ -124,7 +133,7 @@ class Unslice(Op):
         return (b(Slice(self.dim, self.start, x.shape[self.dim]), g),)
 
 
-class Index(Op):
+class Index(_Move):
     """y = x[..., i, ...] along ``dim``, that dim removed (a view)"""
     family = "shape"
     view = True
@@ -150,7 +159,7 @@ def _unsqueezed(shape, d):
     return tuple(shape[:d]) + (1,) + tuple(shape[d:])
 
 
-class Concat(Op):
+class Concat(_Move):
     """y = the inputs joined along ``dim``"""
     arity = None
     family = "shape"
@@ -180,7 +189,7 @@ class Concat(Op):
         return tuple(out)
 
 
-class Pad(Op):
+class Pad(_Move):
     """y = x with ``before``/``after`` entries of ``value`` added along ``dim``"""
     family = "shape"
 

@@ -41,29 +41,53 @@ def debug(check_finite: bool = False, directory=None):
         _state.update(saved)
 
 
-def on_error(err, graph=None):
+def on_error(err, graph=None, inputs=None):
     """Called where an error leaves graphnet (plans, module calls) while debug is active: returns the error,
-    its message extended with the path of an SVG of ``graph`` (a gModule, or None: the failing node's
-    ancestors) with the failing node drawn red."""
+    its message extended with the failing node's inputs and their shapes, then the path of an SVG of
+    ``graph`` (a gModule, or None: the failing node's ancestors) with the failing node drawn red.
+
+    inputs: the arrays the graph ran on, when known: the shapes shown are then theirs, not the symbolic ones.
+    """
     if getattr(err, "_debug_seen", False):            # already handled by an inner call
         return err
-    try:
-        drawn = _draw(err, graph)
-    except Exception as e:                            # never let a drawing failure hide the error
-        return _with_message(err, f"{err}\n  (gn.debug could not draw the graph: {type(e).__name__}: {e})", None)
-    if drawn is None:
-        err._debug_seen = True
-        return err
-    path, what = drawn
-    return _with_message(err, f"{err}\n  {what}: {path}", path)
-
-
-def _draw(err, graph):
-    # by name from the submodule: once graphnet/__init__ exports gn.render, ``graphnet.render`` is that function
-    from .render import ancestors_to_dot, contains, dot_available, to_dot, write
     node = getattr(err, "node", None)
+    known = _known_shapes(graph, inputs)
+    text = str(err) + _inputs_line(node, known)
+    try:
+        drawn = _draw(node, graph, known)
+    except Exception as e:                            # never let a drawing failure hide the error
+        return _with_message(err, f"{text}\n  (gn.debug could not draw the graph: {type(e).__name__}: {e})", None)
+    if drawn is None:
+        return _with_message(err, text, None)
+    path, what = drawn
+    return _with_message(err, f"{text}\n  {what}: {path}", path)
+
+
+def _known_shapes(graph, inputs) -> dict:
+    """id(node) -> shape for the arrays the graph ran on; empty when they are not known or do not fit."""
+    if graph is None or inputs is None:
+        return {}
+    from .render import _shapes_for
+    try:
+        return _shapes_for(graph, inputs, partial=True)
+    except Exception:                                 # the inputs that caused the error may well not fit
+        return {}
+
+
+def _inputs_line(node, known) -> str:
+    """'its inputs: 'i2h' (4, 8), 'h2h' (4, 8)': what flows into the failing node."""
+    if node is None or not getattr(node, "inputs", None):
+        return ""
+    from .errors import fmt_shape
+    parts = [f"'{p.display_name()}' {fmt_shape(known.get(id(p), p.shape))}" for p in node.inputs]
+    return "\n  its inputs: " + ", ".join(parts)
+
+
+def _draw(node, graph, known=None):
+    # by name from the submodule: once graphnet/__init__ exports gn.render, ``graphnet.render`` is that function
+    from .render import ancestors_to_dot, contains, dot_available, failure_to_dot, write
     if graph is not None and (node is None or contains(graph, node)):
-        dot = to_dot(graph, highlight=node)
+        dot = failure_to_dot(graph, node, known)
         what = "graph with the failing node in red" if node is not None else "graph (no single node at fault)"
     elif node is not None:
         dot = ancestors_to_dot(node)

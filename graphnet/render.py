@@ -44,36 +44,55 @@ _INPUT_SHAPE = {"TB": "invhouse", "BT": "house", "LR": "box", "RL": "box"}   # h
 
 # --- public entry points -------------------------------------------------------------------------------------
 
-def render(obj, path, which: str = "forward", rankdir: str = "TB", show_shapes: bool = True,
+def render(obj, path, which: str | None = None, rankdir: str = "TB", show_shapes: bool = True,
            expand_nested: bool = True, **options):
     """Draw ``obj`` (a gModule, a module, or a compiled plan) into ``path``; the format comes from the suffix
-    (svg, png, pdf, dot). Returns ``path``."""
+    (svg, png, pdf, dot). which: for a module "forward" (default) or "backward"; for a plan, the generated
+    function to draw ("forward", "backward", "step"; default: all it runs). Returns ``path``."""
     fmt = _format_of(path)
-    opts = dict(which=which, rankdir=rankdir, show_shapes=show_shapes, expand_nested=expand_nested, **options)
-    dot = to_dot(obj, **opts) if isinstance(obj, Module) else plan_to_dot(obj, **opts)
-    write(dot, path, fmt)
+    write(_any_to_dot(obj, which=which, rankdir=rankdir, show_shapes=show_shapes, expand_nested=expand_nested,
+                      **options), path, fmt)
     return path
 
 
-def to_dot(module, which: str = "forward", rankdir: str = "TB", show_shapes: bool = True,
+def _any_to_dot(obj, **options) -> graphviz.Digraph:
+    if isinstance(obj, Module):
+        return to_dot(obj, **options)
+    from .compile.plan import Plan
+    if isinstance(obj, Plan):
+        return plan_to_dot(obj, **options)
+    raise RenderError(f"gn.render draws a gModule, a module or a compiled plan, not a {type(obj).__name__}")
+
+
+def to_dot(module, which: str | None = "forward", rankdir: str = "TB", show_shapes: bool = True,
            expand_nested: bool = True, highlight=None, inputs=None, title: str | None = None) -> graphviz.Digraph:
     """The graph as a ``graphviz.Digraph``.
 
     which: "forward" (the graph of modules) or "backward" (the VJP ops the compiler generates, with the seeds
-    and the forward values they read). highlight: a node (or list of nodes) drawn red. inputs: arrays that
-    fix the signature of the backward drawing (default: the declared Input shapes, None read as 1, float64).
+    and the forward values they read). highlight: a node (or list of nodes) drawn red. inputs: arrays whose
+    shapes the drawing shows (forward: every node's shape for them; backward: the signature, by default the
+    declared Input shapes with None read as 1, float64).
     """
+    which = which or "forward"
     if which not in ("forward", "backward"):
         raise RenderError(f"render: which must be 'forward' or 'backward', got {which!r}")
-    if rankdir not in ("TB", "LR", "BT", "RL"):
-        raise RenderError(f"render: rankdir must be 'TB', 'LR', 'BT' or 'RL', got {rankdir!r}")
+    _check_rankdir(rankdir)
     graph = _as_graph(module)
     dot = _digraph(rankdir, title or graph.label())
     hl = _highlight_set(highlight)
     if which == "forward":
-        _Forward(dot, show_shapes, expand_nested, hl, rankdir).draw(graph.order, graph.inputs, graph.outputs)
+        known = _shapes_for(graph, inputs) if inputs is not None and show_shapes else {}
+        _Forward(dot, show_shapes, expand_nested, hl, rankdir, known).draw(graph.order, graph.inputs, graph.outputs)
     else:
         _draw_backward(dot, graph, inputs, hl, title)
+    return dot
+
+
+def failure_to_dot(graph, node, known=None) -> graphviz.Digraph:
+    """gn.debug's drawing: ``graph`` with ``node`` red; ``known``: id(node) -> shape for the arrays it ran on
+    (as far as they fit, see ``_shapes_for(partial=True)``)."""
+    dot = _digraph("TB", graph.label())
+    _Forward(dot, True, True, _highlight_set(node), "TB", known).draw(graph.order, graph.inputs, graph.outputs)
     return dot
 
 
@@ -93,18 +112,18 @@ def ancestors_to_dot(node, rankdir: str = "TB", show_shapes: bool = True, expand
     return dot
 
 
-def plan_to_dot(plan, **options) -> graphviz.Digraph:
-    """A compiled plan, fused groups as clusters: the hook for the compiler's drawing (not drawn yet)."""
-    from .compile.plan import Plan
-    if not isinstance(plan, Plan):
-        raise RenderError(f"gn.render draws a gModule, a module or a compiled plan, not a {type(plan).__name__}")
-    raise NotImplementedError("drawing a compiled plan comes with the compiler's fused groups; "
-                              "draw the module instead: gn.render(plan.module, path)")
+def svg_text(obj, **options) -> str:
+    """A gModule's forward graph, or a plan, as SVG text."""
+    return _run_dot(_any_to_dot(obj, **options).source, "svg").decode("utf-8")
 
 
-def svg_text(module, **options) -> str:
-    """The forward graph as SVG text (Jupyter's ``_repr_svg_``)."""
-    return _run_dot(to_dot(module, **options).source, "svg").decode("utf-8")
+def repr_svg(obj):
+    """Jupyter's ``_repr_svg_``: the SVG text, or None (Jupyter then shows the text repr) when it cannot be
+    drawn, e.g. without graphviz's ``dot``."""
+    try:
+        return svg_text(obj)
+    except RenderError:
+        return None
 
 
 def dot_available() -> bool:
@@ -173,12 +192,21 @@ def _digraph(rankdir, title):
     return dot
 
 
+def _check_rankdir(rankdir):
+    if rankdir not in ("TB", "LR", "BT", "RL"):
+        raise RenderError(f"render: rankdir must be 'TB', 'LR', 'BT' or 'RL', got {rankdir!r}")
+
+
 def _highlight_set(highlight) -> dict:
     """id(node) -> node for the nodes to draw red."""
     if highlight is None:
         return {}
     items = highlight if isinstance(highlight, (list, tuple, set)) else [highlight]
     return {id(n): n for n in items}
+
+
+def _n(k: int, noun: str) -> str:
+    return f"{k} {noun}{'' if k == 1 else 's'}"
 
 
 def _esc(text) -> str:
@@ -236,8 +264,9 @@ class _Forward:
     """Draws nodes into a Digraph; nested gModules become clusters. Edges are emitted at the root, since an
     edge written inside a cluster would pull both of its ends into that cluster."""
 
-    def __init__(self, dot, show_shapes, expand_nested, highlight, rankdir="TB"):
+    def __init__(self, dot, show_shapes, expand_nested, highlight, rankdir="TB", known=None):
         self.dot, self.shapes, self.expand, self.hl = dot, show_shapes, expand_nested, highlight
+        self.known = known or {}                   # id(node) -> its shape for given input arrays
         self.input_shape = _INPUT_SHAPE[rankdir]
         self.edges = []
         self.families = {}
@@ -307,7 +336,8 @@ class _Forward:
         return self.families[key]
 
     def _attrs(self, n, kind, out_ids, top):
-        dim = [fmt_shape(n.shape) if self.shapes and n.shape is not None else ""]
+        shape = self.known.get(id(n), n.shape)
+        dim = [fmt_shape(shape) if self.shapes and shape is not None else ""]
         out = top and id(n) in out_ids
         if out:
             dim.append(f"output {out_ids[id(n)]}")
@@ -332,26 +362,70 @@ class _Forward:
 
     def _edge_attrs(self, p, n, k):
         attrs = {"tooltip": _text(f"input {k} of {n.display_name()}")}
-        shape = p.shape
+        shape = self.known.get(id(p), p.shape)
         if self.shapes and shape is not None and not isinstance(shape, list):
             attrs["label"] = _text(" " + fmt_shape(shape))
         return attrs
 
 
+def _shapes_for(graph, inputs, partial: bool = False) -> dict:
+    """id(node) -> output shape (a list for several outputs) when the graph runs on ``inputs`` arrays: each
+    module's shape rule applied node by node, as when nodes are built; nested gModules' nodes included.
+    partial: at a node the shapes do not fit, stop and return the shapes known so far (its inputs' among them)."""
+    known = {}
+
+    def walk(g, ins):                          # ins: one placeholder-like (shape, dtype) per input of g
+        vals = dict(zip(map(id, g.inputs), ins))
+        for n in g.order:
+            if n.kind == INPUT:
+                known[id(n)] = vals[id(n)][0]
+                continue
+            if n.kind == ITEM:
+                parent = vals[id(n.inputs[0])]
+                vals[id(n)] = parent[n.index]
+            elif isinstance(n.module, gModule):
+                outs = walk(n.module, [vals[id(p)] for p in n.inputs])
+                vals[id(n)] = outs if n.is_multi else outs[0]
+            else:
+                b = Builder()
+                try:
+                    out = n.module.lower(b, *[b.placeholder(*vals[id(p)]) for p in n.inputs])
+                except GraphnetError as e:
+                    if partial:
+                        raise _Stop() from e
+                    raise RenderError(f"render: the inputs given do not fit {n.display_name()} "
+                                      f"({n.op_label()}, built at {n.site}): {e}", n) from e
+                vals[id(n)] = [(v.shape, v.dtype) for v in out] if isinstance(out, (list, tuple)) else \
+                    (out.shape, out.dtype)
+            v = vals[id(n)]
+            known[id(n)] = [x[0] for x in v] if isinstance(v, list) else v[0]
+        return [vals[id(o)] for o in g.outputs]
+
+    try:
+        walk(graph, signature(graph, inputs, "render"))
+    except _Stop:
+        pass
+    return known
+
+
+class _Stop(Exception):
+    """Shape inference reached a node its inputs do not fit."""
+
+
 # --- the backward graph --------------------------------------------------------------------------------------
 
-def signature(graph, inputs=None):
+def signature(graph, inputs=None, what="render(which='backward')"):
     """[(shape, dtype)] per graph input: from ``inputs`` arrays, else declared shapes (None -> 1) in float64."""
     if inputs is not None:
         arrays = [np.asarray(a) for a in (inputs if isinstance(inputs, (list, tuple)) else [inputs])]
         if len(arrays) != len(graph.inputs):
-            raise RenderError(f"render(which='backward'): {graph.label()} takes {len(graph.inputs)} inputs, "
+            raise RenderError(f"{what}: {graph.label()} takes {len(graph.inputs)} inputs, "
                               f"got {len(arrays)} arrays in inputs=")
         return [(a.shape, a.dtype) for a in arrays]
     sig = []
     for n in graph.inputs:
         if n.shape is None:
-            raise RenderError(f"render(which='backward') needs concrete shapes: input '{n.display_name()}' "
+            raise RenderError(f"{what} needs concrete shapes: input '{n.display_name()}' "
                               f"(built at {n.site}) declares none; give gn.Input(shape) or pass inputs=[arrays]", n)
         sig.append((tuple(1 if d is None else d for d in n.shape), np.dtype(np.float64)))
     return sig
@@ -376,9 +450,9 @@ def _draw_backward(dot, graph, inputs, hl, title):
     saved = list({id(a): a for v in bwd for a in v.args if id(a) not in in_bwd}.values())
     count = lambda kinds: sum(isinstance(a.op, kinds) for a in saved)
     dot.attr(label=_label(title or f"backward of {graph.label()}",
-                          f"{sum(not isinstance(v.op, Seed) for v in bwd)} gradient ops; kept from forward: "
-                          f"{len(saved) - count((Arg, Param))} activations, {count(Arg)} inputs, "
-                          f"{count(Param)} parameters",
+                          f"{_n(sum(not isinstance(v.op, Seed) for v in bwd), 'gradient op')}; kept from forward: "
+                          f"{_n(len(saved) - count((Arg, Param)), 'activation')}, {_n(count(Arg), 'input')}, "
+                          f"{_n(count(Param), 'parameter')}",
                           dim=["yellow notes: forward values kept for backward (dashed edges); "
                                "double border: a gradient backward returns"]))
     outputs_of = {id(v.src): v for v in prog.forward_values() if v.src is not None}   # last value of each node
@@ -451,6 +525,210 @@ def _op_text(op) -> str:
             continue
         parts.append(k if v is True else f"{k}={v}")
     return f"{type(op).__name__}({', '.join(parts)})" if parts else type(op).__name__
+
+
+# --- the compiled plan ----------------------------------------------------------------------------------------
+
+_SAVED = "#b8860b"          # forward values kept for backward: their border and the dashed edges that read them
+
+
+def plan_to_dot(plan, which: str | None = None, rankdir: str = "TB", show_shapes: bool = True,
+                expand_nested: bool = True, inputs=None, highlight=None, title: str | None = None) -> graphviz.Digraph:
+    """A compiled plan: a cluster per generated function, its values numbered in schedule order, each with the
+    variable (buffer) that holds it; a variable seen again is a buffer reused. Gold: forward values kept for
+    backward, and the dashed edges that read them. which: one function ("forward", "backward", "step"); default
+    all that run. The signature drawn: ``inputs`` arrays, else the plan's last run, else the declared shapes.
+    (Nested gModules are inlined by the compiler: ``expand_nested`` has no effect here.)"""
+    _check_rankdir(rankdir)
+    exe, schedule, prog, stats = _plan_parts(plan, inputs)
+    fns = list(dict.fromkeys(fn for fn, _, _ in schedule))
+    if which is None:
+        fns = ["step"] if "step" in fns else fns
+    elif which in fns:
+        fns = [which]
+    else:
+        raise RenderError(f"render: this plan's functions are {', '.join(fns)}; which={which!r} is none of them")
+    graph = plan.graph
+    names = _plan_names(prog, graph)
+    dot = _digraph(rankdir, title or f"plan of {plan.module.label()}, level {plan.level}")
+    dot.attr(label=_label(title or f"plan of {plan.module.label()}, level {plan.level}", _plan_stats_line(stats),
+                          dim=["clusters: the generated functions; #k: schedule order" +
+                               ("; tN: the variable (buffer) holding the value, 'reused' when an earlier value in "
+                                "it is dead" if any(var for _, _, var in schedule) else ""),
+                               "gold border: kept by forward for backward (notes and dashed edges in backward); "
+                               "double border: an output or a gradient the plan returns"]))
+    in_bwd = {id(v) for f, v, _ in schedule if f == "backward"}
+    saved = {id(a) for f, v, _ in schedule if f == "backward" for a in v.args if id(a) not in in_bwd}
+    number = {}                                   # id(value) -> its place in forward's schedule
+    for f, v, _ in schedule:
+        if f == "forward":
+            number[id(v)] = len(number) + 1
+    dot.attr(remincross="false")                  # keeps the inputs (and seeds) in their order, left to right
+    hl = _highlight_set(highlight)
+    for fn in fns:
+        entries = [(v, var) for f, v, var in schedule if f == fn]
+        local = {id(v): f"{fn}_v{v.id}" for v, _ in entries}
+        leaves = {id(a): a for v, _ in entries for a in v.args if id(a) not in local}
+        with dot.subgraph(name=f"cluster_{fn}") as c:
+            variables = len({var for _, var in entries if var is not None})
+            c.attr(label=_html_title(f"{fn}(): {_n(len(entries), 'value')}" + (f", {_n(variables, 'variable')}"
+                                                                                if variables else "")),
+                   style="rounded", color="#999999", fontsize="12")
+            _plan_leaves(c, fn, sorted(leaves.values(), key=_leaf_order), names, show_shapes, local, number)
+            uses = {}
+            for k, (v, var) in enumerate(entries, 1):
+                uses[var] = uses.get(var, 0) + 1
+                attrs = _plan_value_attrs(v, var, k, var is not None and uses[var] > 1, names, show_shapes,
+                                          kept=fn == "forward" and id(v) in saved)
+                if v.src is not None and id(v.src) in hl:
+                    _mark_failed(attrs)
+                c.node(local[id(v)], **attrs)
+        for v, _ in entries:
+            for a in v.args:
+                from_forward = id(a) in leaves and not isinstance(a.op, Seed) and fn == "backward"
+                dot.edge(local[id(a)], local[id(v)], **({"style": "dashed", "color": _SAVED} if from_forward else {}))
+    return dot
+
+
+def _plan_parts(plan, inputs):
+    """Everything the plan drawing reads from the compiler, in this one place.
+
+    Of a Plan: ``_check`` and ``_executable`` (the executable for given arrays, as ``forward`` gets it),
+    ``_last[0]`` (that of the last run), ``graph``, ``module``, ``level``. Of an executable: ``program`` and,
+    when it has them, ``schedule`` ([(function name, IR value, variable name)] in run order) and ``stats``
+    (a dict). The level-0 interpreter has no schedule: its program's values are drawn in order, no variables.
+    """
+    from .compile.plan import Plan
+    if not isinstance(plan, Plan):
+        raise RenderError(f"gn.render draws a gModule, a module or a compiled plan, not a {type(plan).__name__}")
+    exe = None
+    last = getattr(plan, "_last", None)
+    if inputs is None and last is not None:
+        exe = last[0]
+    else:
+        if inputs is None:
+            if plan.graph is None:
+                raise RenderError(f"render: the plan of {plan.module.label()} has not run; pass inputs=[arrays] "
+                                  f"to draw it for their shapes")
+            inputs = [np.zeros(shape, dtype) for shape, dtype in signature(plan.graph, None, "render(plan)")]
+        arrays = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        try:
+            exe = plan._executable(plan._check(arrays))
+        except GraphnetError as e:
+            raise RenderError(f"render: could not compile {plan.module.label()} to draw it: {e}\n  pass "
+                              f"inputs=[arrays] with the shapes and dtypes it runs on", e.node) from e
+    prog = exe.program
+    schedule = getattr(exe, "schedule", None)
+    if schedule is None:
+        schedule = [(fn, v, None) for fn, vals in (("forward", prog.forward_values()),
+                                                   ("backward", prog.backward_values()))
+                    for v in vals if not isinstance(v.op, (Arg, Seed))]
+    stats = getattr(exe, "stats", None)
+    return exe, list(schedule), prog, stats if isinstance(stats, dict) else {}
+
+
+def _plan_names(prog, graph):
+    """id(value) -> what a reader calls it: inputs, outputs, seeds, parameters and the gradients returned."""
+    ins = [n.display_name() for n in graph.inputs] if graph is not None else [f"input{i}" for i in
+                                                                               range(len(prog.args))]
+    outs = [n.display_name() for n in graph.outputs] if graph is not None else [f"output{i}" for i in
+                                                                                 range(len(prog.outputs))]
+    names = {id(a): {"name": n} for a, n in zip(prog.args, ins)}
+    for p, v in prog.params:
+        names[id(v)] = {"name": f"{v.src.display_name()}.{p.name}" if v.src is not None else p.name}
+    for k, s in enumerate(prog.seeds):
+        if s is not None:
+            names[id(s)] = {"name": f"∂L/∂{outs[k]}"}
+    for k, o in enumerate(prog.outputs):
+        names.setdefault(id(o), {}).setdefault("returns", []).append(f"output {k}: {outs[k]}")
+    param_names = [names[id(v)]["name"] for _, v in prog.params]
+    for g, n in zip(prog.input_grads + prog.param_grads, ins + param_names):
+        if g is not None:
+            names.setdefault(id(g), {}).setdefault("returns", []).append(f"= ∂L/∂{n}")
+    return names
+
+
+def _plan_stats_line(stats) -> str:
+    parts = []
+    if "nodes" in stats:
+        parts.append(_n(stats['nodes'], "value") + (f" ({stats['nodes_lowered']} before passes)"
+                                                   if "nodes_lowered" in stats else ""))
+    if "buffers" in stats:
+        parts.append(_n(stats['buffers'], "array"))
+    if "bytes_peak_planned" in stats and "bytes_one_buffer_per_node" in stats:
+        parts.append(f"peak {stats['bytes_peak_planned']:,} bytes live vs "
+                     f"{stats['bytes_one_buffer_per_node']:,} with one buffer per value")
+    return "; ".join(parts)
+
+
+def _plan_value_attrs(v, var, k, reused, names, show_shapes, kept):
+    info = names.get(id(v), {})
+    op = info.get("name") if isinstance(v.op, Param) else _op_text(v.op)
+    head = f"{var} = {op}" if var else op
+    src = v.src.display_name() if v.src is not None else ""
+    note = "view" if getattr(v.op, "view", False) else ("reused" if reused else "")
+    dim = [" · ".join(x for x in (f"#{k}", fmt_shape(v.shape) if show_shapes else "", note) if x)]
+    attrs = {"label": _label(head, src, *info.get("returns", []), dim=dim),
+             "fillcolor": PALETTE.get(v.op.family, "#ffffff"),
+             "tooltip": _text(f"#{k} {op}" + (f" in {src} ({v.src.op_label()}), built at {v.src.site}"
+                                                           if v.src is not None else ""))}
+    if info.get("returns"):
+        attrs.update(peripheries="2", color=_BLUE, penwidth="1.5")
+    if kept:
+        attrs.update(color=_SAVED, penwidth="2.5")
+    return attrs
+
+
+def _leaf_order(a):
+    """Graph inputs first, then output gradients, each in their order, then anything else."""
+    kind = 1 if isinstance(a.op, Seed) else 0 if isinstance(a.op, Arg) else 2
+    return (kind, getattr(a.op, "index", 0), a.id)
+
+
+def _plan_leaves(sub, fn, leaves, names, show_shapes, local, number):
+    """The values a function receives: graph inputs and output gradients (side by side, in order), and, in
+    backward, the values forward saved for it (notes)."""
+    with sub.subgraph() as rank:
+        rank.attr(rank="same")
+        prev = None
+        for a in leaves:
+            local[id(a)] = nid = f"{fn}_v{a.id}"
+            dim = fmt_shape(a.shape) if show_shapes else ""
+            name = names.get(id(a), {}).get("name")
+            if isinstance(a.op, Arg) and (fn != "backward" or isinstance(a.op, Seed)):
+                rank.node(nid, label=_label(name or _op_text(a.op), "seed" if isinstance(a.op, Seed) else "input",
+                                            dim=[dim]),
+                          shape="invhouse", fillcolor=PALETTE["input"], style="filled,bold", color=_BLUE,
+                          tooltip=_text(name or _op_text(a.op)))
+                if prev is not None:
+                    rank.edge(prev, nid, style="invis")
+                prev = nid
+                continue
+            what = name or (a.src.display_name() if a.src is not None else _op_text(a.op))
+            where = f"forward #{number[id(a)]}" if id(a) in number else ("input" if isinstance(a.op, Arg) else "")
+            sub.node(nid, label=_label(f"saved: {what}", dim=[" · ".join(x for x in (dim, where) if x)]),
+                     shape="note", style="filled", fillcolor=PALETTE["saved"], color=_SAVED,
+                     tooltip=_text(f"kept by forward for backward: {what}"))
+
+
+# --- networkx ------------------------------------------------------------------------------------------------
+
+def to_networkx(module):
+    """The graph as a networkx.DiGraph keyed by node name (a repeated name gets ``#id``), with node attributes
+    op (the module's label), name, module (its class), shape, site (file:line) and kind; edges carry pos
+    (which input of the head they feed)."""
+    import networkx as nx
+    graph = _as_graph(module)
+    g, key = nx.DiGraph(), {}
+    for n in graph.order:
+        name = n.display_name()
+        key[id(n)] = k = name if name not in g else f"{name}#{n.id}"
+        g.add_node(k, op=n.op_label(), name=name, module=type(n.module).__name__ if n.kind == APPLY else n.kind,
+                   shape=n.shape, site=n.site, kind=n.kind)
+    for n in graph.order:
+        for pos, p in enumerate(n.inputs):
+            g.add_edge(key[id(p)], key[id(n)], pos=pos)
+    return g
 
 
 # --- summary ---------------------------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
 """Rendering: the DOT text (labels, shapes, clusters, tooltips, colours, escaping, the red node), real `dot`
 output, the backward drawing, summary tables and the gn.debug() flow."""
+import html
 import importlib
 import os
 import re
 import shutil
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -193,14 +195,55 @@ def test_svg_text_and_gmodule_methods():
     assert cell.summary() == summary(cell)
 
 
-def test_a_plain_module_draws_and_plans_wait_for_their_hook(tmp_path):
+def test_a_plain_module_draws_and_other_objects_are_refused(tmp_path):
     src = to_dot(nn.Linear(3, 4)).source
     assert "Linear(3 -&gt; 4)" in src
-    plan = gn.compile(lstm_cell())
-    with pytest.raises(NotImplementedError, match="plan"):
-        render(plan, str(tmp_path / "plan.svg"))
     with pytest.raises(gn.RenderError, match="not a str"):
         render("lstm", str(tmp_path / "x.svg"))
+    with pytest.raises(gn.RenderError, match="rankdir"):
+        to_dot(nn.Linear(3, 4), rankdir="up")
+
+
+def test_inputs_give_every_node_its_shape():
+    cell = lstm_cell(shapes=False)
+    assert "(4, 8)" not in to_dot(cell).source
+    arrays = [np.zeros((4, 3)), np.zeros((4, 2)), np.zeros((4, 2))]
+    src = to_dot(cell, inputs=arrays).source
+    assert "(4, 8)" in node_stmt(src, cell, "i2h") and "(4, 6)" in node_stmt(src, cell, "gates")
+    assert re.search(r'n\d+ -> n\d+ \[label=" \(4, 8\)"', src), "edges carry the shape too"
+    # a nested cell called twice: its inner nodes get shapes in both clusters
+    x, c0, h0 = gn.Input(name="x0"), gn.Input(name="c0"), gn.Input(name="h0")
+    c1, h1 = cell(x, c0, h0)
+    c2, h2 = cell(x, c1, h1)
+    step = gn.gModule([x, c0, h0], [c2, h2])
+    gates = node_named(cell, "gates")
+    nested = re.findall(rf"^\s*n\d+_n{gates.id} \[(.*?)\]$", to_dot(step, inputs=arrays).source, re.M | re.S)
+    assert len(nested) == 2 and all("(4, 6)" in stmt for stmt in nested)
+    with pytest.raises(gn.RenderError, match="do not fit i2h"):
+        to_dot(cell, inputs=[np.zeros((4, 5)), np.zeros((4, 2)), np.zeros((4, 2))])
+
+
+def test_to_networkx_carries_op_name_shape_and_site():
+    cell = lstm_cell()
+    g = render_mod.to_networkx(cell)
+    assert g.number_of_nodes() == len(cell.order)
+    i2h = g.nodes["i2h"]
+    assert i2h["op"] == "Linear(3 -> 8)" and i2h["name"] == "i2h" and i2h["shape"] == (None, 8)
+    assert i2h["site"] == node_named(cell, "i2h").site and i2h["module"] == "Linear"
+    assert g.nodes["x"]["kind"] == "input"
+    assert set(g.predecessors("preact")) == {"i2h", "h2h"}
+    assert g.edges["h2h", "preact"]["pos"] == 1
+    # the method on gModule gives the same nodes, edges and attributes it records
+    h = cell.to_networkx()
+    assert set(h.nodes) == set(g.nodes) and set(h.edges) == set(g.edges)
+    for attr in ("op", "shape", "site"):
+        assert h.nodes["gates"][attr] == g.nodes["gates"][attr]
+    # two nodes with one name stay two nodes
+    x = gn.Input((None, 2), name="x")
+    a = nn.Tanh()(x).annotate(name="same")
+    b = nn.Sigmoid()(a).annotate(name="same")
+    dup = render_mod.to_networkx(gn.gModule([x], [b]))
+    assert dup.number_of_nodes() == 3 and f"same#{b.id}" in dup
 
 
 # --- the backward drawing ------------------------------------------------------------------------------------
@@ -208,15 +251,18 @@ def test_a_plain_module_draws_and_plans_wait_for_their_hook(tmp_path):
 def test_backward_shows_vjp_ops_seeds_and_saved_values():
     cell = lstm_cell()
     src = to_dot(cell, which="backward").source
-    for text in ("TanhGrad", "SigmoidGrad", "Unslice", "MatMul(ta)", "AddN"):
-        assert text in src, text
+    prog = lower(cell, [((1, 3), np.float64), ((1, 2), np.float64), ((1, 2), np.float64)])
+    bwd = prog.backward_values()
+    ops = Counter(render_mod._op_text(v.op) for v in bwd if not isinstance(v.op, gn.ops.Seed))
+    assert len(ops) >= 5
+    for text, k in ops.items():                    # every VJP op the compiler generated is drawn, once
+        assert src.count(f"[label=<<B>{html.escape(text)}</B>") == k, text
+    assert "MatMul(ta)" in src, "a weight gradient is a transposed product"
     assert "∂L/∂next_c" in src and "∂L/∂next_h" in src and "seed" in src
     assert "= ∂L/∂x" in src and "= ∂L/∂prev_c" in src and "= ∂L/∂i2h.weight" in src
     assert "∂ gates" in src and "∂ i2h" in src, "each VJP is grouped under the forward node it belongs to"
     assert "saved: gates" in src and "saved: in_transform" in src and "saved: x" in src
     # exactly the forward values that the backward ops read are drawn as saved notes
-    prog = lower(cell, [((1, 3), np.float64), ((1, 2), np.float64), ((1, 2), np.float64)])
-    bwd = prog.backward_values()
     read = {id(a) for v in bwd for a in v.args} - {id(v) for v in bwd}
     assert src.count("shape=note") == len(read)
     n_ops = sum(not isinstance(v.op, gn.ops.Seed) for v in bwd)
@@ -232,6 +278,112 @@ def test_backward_signature_from_arrays_or_declared_shapes(rng):
     src = to_dot(cell, which="backward", inputs=arrays).source
     assert "(4, 8)" in src
     assert "(1, 8)" in to_dot(lstm_cell(), which="backward").source, "None is drawn as 1"
+
+
+# --- the compiled plan ------------------------------------------------------------------------------------------
+
+def plan_stmt(source, fn, value):
+    """The DOT statement that draws ``value`` in the cluster of function ``fn``."""
+    m = re.search(rf"^\s*{fn}_v{value.id} \[(.*?)\]$", source, re.M | re.S)
+    assert m, f"no statement for {value} in {fn}"
+    return m.group(1)
+
+
+def cluster(source, fn):
+    """The body of the cluster drawing function ``fn``."""
+    m = re.search(rf"subgraph cluster_{fn} \{{(.*?)\n\t\}}", source, re.S)
+    assert m, fn
+    return m.group(1)
+
+
+def test_plan_shows_schedule_variables_reuse_and_saved_values():
+    cell = lstm_cell().float64()
+    plan = gn.compile(cell)
+    plan.forward(np.zeros((1, 3)), np.zeros((1, 2)), np.zeros((1, 2)))
+    exe = plan._last[0]
+    src = render_mod.plan_to_dot(plan).source
+    assert "subgraph cluster_forward" in src and "subgraph cluster_backward" in src
+    seen, reused = {}, 0
+    for fn, v, var in exe.schedule:               # each value: its place in the schedule and its variable
+        k = seen[fn] = seen.get(fn, 0) + 1
+        stmt = plan_stmt(src, fn, v)
+        assert f"<B>{var} = " in stmt and f">#{k} · " in stmt, (fn, k, stmt)
+        assert f"{fn}_v{v.id} [" in cluster(src, fn)
+        earlier = [u for f, u, w in exe.schedule[:exe.schedule.index((fn, v, var))] if f == fn and w == var]
+        assert ("reused" in stmt) == (bool(earlier) and not getattr(v.op, "view", False)), stmt
+        reused += "reused" in stmt
+    assert reused >= 5, "a small LSTM reuses buffers"
+    # forward values that backward reads: gold in forward, a note in backward with a dashed edge
+    bwd = [v for f, v, _ in exe.schedule if f == "backward"]
+    in_bwd = {id(v) for v in bwd}
+    saved = {id(a): a for v in bwd for a in v.args if id(a) not in in_bwd
+             and not isinstance(a.op, gn.ops.Seed)}
+    assert cluster(src, "backward").count("shape=note") == len(saved) >= 8
+    gates = next(v for f, v, _ in exe.schedule if f == "forward" and v.src is node_named(cell, "gates")
+                 and v.op.family == "activation")
+    assert id(gates) in saved and 'color="#b8860b"' in plan_stmt(src, "forward", gates)
+    assert re.search(rf"saved: gates</B>.*?forward #\d+", cluster(src, "backward"))
+    assert src.count('style=dashed') == sum(1 for v in bwd for a in v.args if id(a) in saved)
+    # what enters and leaves: inputs and seeds in order, outputs and the gradients returned
+    assert re.findall(r"<B>(x|prev_c|prev_h)</B><BR/>input", src) == ["x", "prev_c", "prev_h"]
+    assert re.findall(r"<B>(∂L/∂next_[ch])</B><BR/>seed", src) == ["∂L/∂next_c", "∂L/∂next_h"]
+    for text in ("output 0: next_c", "output 1: next_h", "= ∂L/∂x", "= ∂L/∂prev_c", "= ∂L/∂i2h.weight"):
+        assert text in src, text
+    st = exe.stats
+    assert f"{st['nodes']} values ({st['nodes_lowered']} before passes); {st['buffers']} arrays; peak " \
+           f"{st['bytes_peak_planned']:,} bytes live" in src
+    assert f"plan of {cell.label()}, level 2".replace(">", "&gt;") in src
+
+
+def test_plan_signature_from_inputs_last_run_or_declared_shapes(rng):
+    plan = gn.compile(lstm_cell(shapes=False).float64())
+    with pytest.raises(gn.RenderError, match="inputs="):
+        render_mod.plan_to_dot(plan)
+    arrays = [rng.standard_normal((4, 3)), rng.standard_normal((4, 2)), rng.standard_normal((4, 2))]
+    assert "(4, 8)" in render_mod.plan_to_dot(plan, inputs=arrays).source
+    assert plan._last is None, "drawing a plan does not run it"
+    plan.forward(*[a[:2] for a in arrays])
+    src = render_mod.plan_to_dot(plan).source
+    assert "(2, 8)" in src and "(4, 8)" not in src, "the last run's signature"
+    declared = gn.compile(lstm_cell().float64())
+    assert "(1, 8)" in render_mod.plan_to_dot(declared).source, "declared shapes, None drawn as 1"
+    assert declared._last is None
+
+
+def test_plan_functions_levels_and_train_steps():
+    cell = lstm_cell().float64()
+    plan = gn.compile(cell)
+    only = render_mod.plan_to_dot(plan, which="backward").source
+    assert "cluster_backward" in only and "cluster_forward" not in only
+    assert "saved: x</B>" in only and "saved: gates</B>" in only
+    with pytest.raises(gn.RenderError, match="which='sideways' is none of them"):
+        render_mod.plan_to_dot(plan, which="sideways")
+    # level 0 runs the reference interpreter: values in program order, no variables
+    ref = render_mod.plan_to_dot(gn.compile(cell, level=0)).source
+    assert "cluster_forward" in ref and "cluster_backward" in ref
+    assert not re.search(r"<B>t\d+ = ", ref) and "reused" not in ref and "variables" not in ref
+    assert re.search(r"<B>Sigmoid</B><BR/>gates<BR/><FONT[^>]*>#\d+ · \(1, 6\)", ref)
+    # a train step runs one function: forward and backward together
+    x, t = gn.Input((None, 3), name="x"), gn.Input((None, 2), name="t")
+    loss = nn.MSECriterion()(nn.Linear(3, 2)(x), t)
+    step = gn.compile_train_step(gn.gModule([x, t], [loss]).float64())
+    src = render_mod.plan_to_dot(step).source
+    assert "cluster_step" in src and "cluster_forward" not in src and "= ∂L/∂Linear" in src
+    # a failing node's values drawn red
+    red = render_mod.plan_to_dot(plan, highlight=node_named(cell, "gates")).source
+    assert red.count("fillcolor=red") == sum(1 for f, v, _ in plan._executable(
+        [np.zeros((1, 3)), np.zeros((1, 2)), np.zeros((1, 2))]).schedule if v.src is node_named(cell, "gates"))
+
+
+@needs_dot
+def test_plan_renders_and_shows_in_jupyter(tmp_path):
+    plan = gn.compile(lstm_cell().float64())
+    for fmt in ("svg", "png", "pdf"):
+        path = tmp_path / f"plan.{fmt}"
+        render(plan, path)
+        assert path.read_bytes().startswith(MAGIC[fmt])
+    assert "<svg" in render_mod.repr_svg(plan)
+    assert render_mod.repr_svg(gn.compile(lstm_cell(shapes=False))) is None, "not drawable: Jupyter shows text"
 
 
 # --- summary -------------------------------------------------------------------------------------------------
@@ -304,6 +456,7 @@ def test_debug_run_time_input_error_draws_the_input_red(tmp_path):
     red = red_svg_nodes(open(path).read())
     assert len(red) == 1 and ">x<" in red[0]
     assert e.value.drawing == path
+    assert "declared at tests/test_render.py:" in str(e.value) and "its inputs" not in str(e.value)
 
 
 @needs_dot
@@ -342,6 +495,58 @@ def test_debug_check_finite_draws_the_op_that_made_nan(tmp_path):
     assert len(red) == 1 and ">logx<" in red[0]
 
 
+@needs_dot
+def test_debug_error_in_backward_names_the_node_and_draws_it(tmp_path):
+    x = gn.Input((None, 2), name="x")
+    y = nn.Linear(2, 2)(x)
+    r = nn.Sqrt()(y)                           # sqrt(0) = 0 forward; its derivative 1 / (2 sqrt(0)) is Inf
+    g = gn.gModule([x], [r]).float64()
+    for p in g.parameters():
+        p.data[...] = 0.0
+    with pytest.raises(gn.InputError) as e, np.errstate(divide="ignore"):
+        with debug(check_finite=True, directory=tmp_path):
+            g.forward(np.ones((1, 2)))         # finite: forward passes
+            g.backward(np.ones((1, 2)), np.ones((1, 2)))
+    msg = str(e.value)
+    site = node_named(g, "r").site
+    assert "produced Inf" in msg and "node 'r' (Sqrt, output shape (?, 2))" in msg and f"built at {site}" in msg
+    assert "its inputs: 'y' (?, 2)" in msg
+    assert site.endswith(f":{_line_of('r = nn.Sqrt()(y)')}")
+    red = red_svg_nodes(open(debug_drawing(e.value, tmp_path)).read())
+    assert len(red) == 1 and ">r<" in red[0] and "Sqrt" in red[0]
+
+
+def _line_of(text):
+    """The line of this file that holds ``text``."""
+    with open(__file__) as f:
+        return next(i for i, line in enumerate(f, 1) if text in line and "_line_of" not in line)
+
+
+@needs_dot
+def test_debug_shows_the_shapes_of_the_arrays_it_ran_on(tmp_path):
+    cell = lstm_cell(shapes=False).float64()
+    arrays = [np.zeros((2, 3)), np.zeros((2, 3)), np.zeros((2, 2))]      # prev_c has 3 columns, not 2
+    with pytest.raises(gn.ShapeError) as e:
+        cell.forward(arrays)
+    err = e.value
+    assert "failing node" not in str(err) and "CMulTable" in str(err)
+    with debug(directory=tmp_path):
+        told = render_mod_debug().on_error(err, cell, inputs=arrays)
+    msg = str(told)
+    assert type(told) is type(err) and told.node is err.node
+    # the failing product's inputs, with the shapes they had for these arrays, then the drawing
+    assert re.search(r"its inputs: 'forget_gate' \(2, 2\), 'prev_c' \(2, 3\)\n  graph with the failing node in red: "
+                     r"\S+\.svg$", msg), msg
+    text = open(debug_drawing(told, tmp_path)).read()
+    red = red_svg_nodes(text)
+    assert len(red) == 1 and "CMulTable" in red[0]
+    assert "(2, 8)" in text, "the drawing shows the shapes of the arrays, as far as they fit"
+
+
+def render_mod_debug():
+    return importlib.import_module("graphnet.debug")
+
+
 def test_debug_without_dot_writes_dot_source(tmp_path, monkeypatch):
     cell = lstm_cell().float64()
     monkeypatch.setenv("PATH", str(tmp_path / "nothing"))
@@ -357,7 +562,7 @@ def test_debug_without_dot_writes_dot_source(tmp_path, monkeypatch):
 def test_debug_never_hides_the_error(tmp_path, monkeypatch):
     def broken(*a, **k):
         raise RuntimeError("drawing exploded")
-    monkeypatch.setattr(render_mod, "to_dot", broken)
+    monkeypatch.setattr(render_mod, "failure_to_dot", broken)
     cell = lstm_cell().float64()
     with pytest.raises(gn.InputError, match="input 'x' must have shape") as e:
         with debug(directory=tmp_path):

@@ -5,7 +5,8 @@ import graphnet as gn
 from graphnet import nn, ops
 from graphnet.compile.interp import Interpreter
 from graphnet.compile.lower import lower
-from graphnet.compile.passes import (cse, dce, fold_constants, simplify, stack_shared_matmuls, sum_of_gemms)
+from graphnet.compile.passes import (batch_rows, cse, dce, fold_constants, hoist_invariants, simplify, sum_of_gemms,
+                                     sum_of_reductions)
 
 F8 = np.dtype("f8")
 
@@ -95,26 +96,27 @@ def _graph(lin, T):
     return gn.gModule(xs + [h0], [h])
 
 
-def test_stack_shared_matmuls_batches_independent_uses(rng):
+def test_batch_rows_stacks_independent_matmuls_on_one_weight(rng):
     T = 4
     g = _graph(nn.Linear(3, 5), T)
     prog = _prog(g, [(2, 3)] * T + [(2, 5)])
     before = sum(isinstance(v.op, ops.MatMul) and v.op.tb for v in prog.values)
-    out = stack_shared_matmuls(prog)
+    out = batch_rows(prog)
     after = sum(isinstance(v.op, ops.MatMul) and v.op.tb for v in out.values)
     assert before == T and after == 1                    # x_t W^T for every t: one GEMM over stacked rows
     _same(prog, out, [rng.standard_normal((2, 3)) for _ in range(T)] + [rng.standard_normal((2, 5))])
 
 
-def test_stack_shared_matmuls_leaves_a_recurrence_alone(rng):
+def test_batch_rows_leaves_a_recurrence_alone(rng):
     lin = nn.Linear(4, 4)
     x = gn.Input()
     h = x
     for _ in range(3):
         h = nn.Tanh()(lin(h))                            # each use needs the previous result
     prog = _prog(gn.gModule([x], [h]), [(2, 4)])
-    out = stack_shared_matmuls(prog)
+    out = batch_rows(prog)
     assert _count(out, ops.MatMul) == _count(prog, ops.MatMul)
+    assert _count(out, ops.Tanh) == _count(prog, ops.Tanh)          # the forward chain: step by step
     _same(prog, out, [rng.standard_normal((2, 4))])
 
 
@@ -127,4 +129,84 @@ def test_sum_of_gemms_makes_one_weight_gradient_gemm(rng):
     assert gemms(prog) == T
     out = sum_of_gemms(simplify(prog))
     assert gemms(out) == 1 and sums(out) == 1            # weight and bias gradients: one call each
+    _same(prog, out, [rng.standard_normal((2, 3)) for _ in range(T)] + [rng.standard_normal((2, 5))])
+
+
+def _head_graph(T, V=4, H=3):
+    """A loss at every step of a recurrence: Linear + LogSoftMax + ClassNLL on each h_t, summed."""
+    cell, head, logsoft, nll = nn.Linear(H, H), nn.Linear(H, V), nn.LogSoftMax(), nn.ClassNLLCriterion()
+    xs, ts = [gn.Input() for _ in range(T)], [gn.Input() for _ in range(T)]
+    h0 = gn.Input()
+    h, losses = h0, []
+    for x, t in zip(xs, ts):
+        h = nn.Tanh()(cell(h) + x)
+        losses.append(nll(logsoft(head(h)), t))
+    return gn.gModule(xs + ts + [h0], [nn.CAddTable()(losses)])
+
+
+def _head_arrays(rng, T, B=2, V=4, H=3):
+    return ([rng.standard_normal((B, H)) for _ in range(T)] + [rng.integers(0, V, B) for _ in range(T)]
+            + [rng.standard_normal((B, H))])
+
+
+def _head_prog(T, B=2, H=3):
+    return _prog(_head_graph(T), [(B, H)] * T + [((B,), np.dtype(np.int64))] * T + [(B, H)])
+
+
+def _prog_mixed(g, sig):
+    return lower(g.float64(), [(s[0], s[1]) if isinstance(s[0], tuple) else (s, F8) for s in sig])
+
+
+def test_batch_rows_computes_a_head_at_every_step_once(rng):
+    T = 5
+    prog = _prog_mixed(_head_graph(T), [(2, 3)] * T + [((2,), np.dtype(np.int64))] * T + [(2, 3)])
+    for cls in (ops.LogSoftmax, ops.Pick, ops.LogSoftmaxGrad, ops.PickGrad):
+        assert _count(prog, cls) == T
+    out = batch_rows(simplify(prog))
+    for cls in (ops.LogSoftmax, ops.Pick, ops.LogSoftmaxGrad, ops.PickGrad):
+        assert _count(out, cls) == 1, cls                # one call over the T stacked row blocks
+    assert _count(out, ops.Tanh) == T                    # the recurrence itself stays step by step
+    _same(prog, out, _head_arrays(rng, T))
+
+
+def test_batch_rows_batches_the_derivatives_of_a_recurrence(rng):
+    T = 4
+    prog = _prog_mixed(_head_graph(T), [(2, 3)] * T + [((2,), np.dtype(np.int64))] * T + [(2, 3)])
+    assert _count(prog, ops.Deriv) == T
+    out = batch_rows(prog)
+    assert _count(out, ops.Deriv) == 1                   # tanh' of every step: forward values only
+    _same(prog, out, _head_arrays(rng, T))
+
+
+def test_sum_of_reductions_makes_one_mean_of_the_losses(rng):
+    T = 4
+    prog = _prog_mixed(_head_graph(T), [(2, 3)] * T + [((2,), np.dtype(np.int64))] * T + [(2, 3)])
+    mid = batch_rows(simplify(prog))
+    assert _count(mid, ops.Mean) == T
+    out = sum_of_reductions(mid)
+    assert _count(out, ops.Mean) == 1
+    _same(prog, out, _head_arrays(rng, T))
+
+
+def test_sum_of_reductions_needs_blocks_that_tile_the_array(rng):
+    x = gn.Input()
+    y = nn.CAddTable()(nn.Mean(0)(nn.Narrow(0, 0, 2)(x)), nn.Mean(0)(nn.Narrow(0, 2, 2)(x)))
+    prog = _prog(gn.gModule([x], [y]), [(5, 3)])       # rows 4 of 5: no single mean can replace the two
+    out = sum_of_reductions(prog)
+    assert _count(out, ops.Mean) == _count(prog, ops.Mean)
+    _same(prog, out, [rng.standard_normal((5, 3))])
+
+
+def test_hoist_invariants_adds_the_biases_to_all_steps_at_once(rng):
+    T = 4
+    lin_x, lin_h = nn.Linear(3, 5), nn.Linear(5, 5)
+    xs, h0 = [gn.Input() for _ in range(T)], gn.Input()
+    h = h0
+    for x in xs:
+        h = nn.Tanh()(lin_x(x) + lin_h(h))               # (x W + b) + (h U + c) at every step
+    prog = _prog(gn.gModule(xs + [h0], [h]), [(2, 3)] * T + [(2, 5)])
+    first = batch_rows(prog)
+    adds = lambda p: sum(isinstance(v.op, (ops.Add, ops.AddN)) and v in p.forward_values() for v in p.values)
+    out = batch_rows(hoist_invariants(first))
+    assert adds(out) == T + 2 < adds(first)              # one add per step; each bias added once, to all
     _same(prog, out, [rng.standard_normal((2, 3)) for _ in range(T)] + [rng.standard_normal((2, 5))])

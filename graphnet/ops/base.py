@@ -36,6 +36,12 @@ class Op:
         """Gradient of each input (IR values built on ``b``), or None where an input gets none."""
         raise NotImplementedError(f"{type(self).__name__} has no gradient")
 
+    def rows(self, *shapes):
+        """Whether the op works row by row along dim 0, so that k applications on inputs stacked by rows are
+        one application: per input, True if row r of the output reads only row r of it, False if every row
+        reads it whole (a bias); None if the op mixes rows."""
+        return None
+
     # --- code generation -----------------------------------------------------------------------------------
     def expr(self, *args: str) -> str | None:
         """A numpy expression computing the output from argument expressions, or None to call ``forward``."""
@@ -94,6 +100,21 @@ def norm_dim(dim: int, ndim: int, what: str = "dim") -> int:
 
 def _fmt(s):
     return "(" + ", ".join("?" if d is None else str(d) for d in s) + ("," if len(s) == 1 else "") + ")"
+
+
+def elementwise_rows(out, *shapes):
+    """``Op.rows`` for a broadcasting elementwise op with output shape ``out``."""
+    if not out or out[0] is None:
+        return None
+    res = []
+    for s in shapes:
+        if len(s) == len(out) and s[0] == out[0]:
+            res.append(True)
+        elif len(s) < len(out) or s[0] == 1:
+            res.append(False)
+        else:
+            return None
+    return tuple(res)
 
 
 def size_of(shape):

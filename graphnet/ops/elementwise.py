@@ -1,13 +1,15 @@
 """Elementwise ops. Binary ops broadcast like numpy; their VJPs undo broadcasting with ``unbroadcast``.
 
 A unary op gives its function ``fn`` and its derivative ``deriv`` (of x, of y = fn(x), or of both, as
-``uses`` says); the generic ``UnaryGrad`` op multiplies the incoming gradient by that derivative.
+``uses`` says); its VJP multiplies the incoming gradient by the generic ``Deriv`` op, the derivative alone, so
+that the compiler can compute derivatives that do not depend on the incoming gradient apart from it (for all
+time steps of a recurrent net at once, say).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .base import Op, broadcast_shapes, unbroadcast
+from .base import Op, broadcast_shapes, elementwise_rows, unbroadcast
 
 
 # --- binary, broadcasting -----------------------------------------------------------------------------------
@@ -18,6 +20,9 @@ class Binary(Op):
 
     def shape(self, a, b):
         return broadcast_shapes(a, b)
+
+    def rows(self, a, b):
+        return elementwise_rows(self.shape(a, b), a, b)
 
 
 class Add(Binary):
@@ -98,6 +103,9 @@ class AddN(Op):
     def shape(self, *shapes):
         return broadcast_shapes(*shapes)
 
+    def rows(self, *shapes):
+        return elementwise_rows(self.shape(*shapes), *shapes)
+
     def forward(self, *xs):
         out = xs[0] + xs[1] if len(xs) > 1 else xs[0].copy()
         for x in xs[2:]:
@@ -130,13 +138,16 @@ class Unary(Op):
         """The derivative as a numpy expression for generated code (None: call ``deriv``)."""
         return None
 
+    def rows(self, x):
+        return (True,)
+
     def vjp(self, b, g, y, x):
         args = {"x": (x,), "y": (y,), "xy": (x, y)}[self.uses]
-        return (b(UnaryGrad(self), g, *args),)
+        return (b(Mul(), g, b(Deriv(self), *args)),)
 
 
-class UnaryGrad(Op):
-    """g * op'(x): the gradient of a unary op (its derivative comes from the op itself)"""
+class Deriv(Op):
+    """op'(x): the derivative of a unary op, from x, y = op(x) or both (as the op's ``uses`` says)"""
     arity = None
     grad_only = True
     family = "grad"
@@ -147,18 +158,20 @@ class UnaryGrad(Op):
     def attrs(self):
         return (("op", self.op),)
 
-    def shape(self, g, *xy):
-        return g
+    def shape(self, *xy):
+        return xy[0]
 
-    def forward(self, g, *xy):
-        return g * self.op.deriv(*xy)
+    def rows(self, *xy):
+        return (True,) * len(xy)
 
-    def expr(self, g, *xy):
-        d = self.op.deriv_expr(*xy)
-        return None if d is None else f"{g} * ({d})"
+    def forward(self, *xy):
+        return np.asarray(self.op.deriv(*xy))
+
+    def expr(self, *xy):
+        return self.op.deriv_expr(*xy)
 
     def __repr__(self):
-        return f"{type(self.op).__name__}Grad"
+        return f"{type(self.op).__name__}Deriv"
 
 
 class Scale(Unary):

@@ -14,6 +14,8 @@ class Softmax(Op):
     def __init__(self, axis=-1):
         self.axis = int(axis)
 
+    def rows(self, *xs): return _along(self.axis, xs)
+
     def shape(self, x):
         norm_dim(self.axis, len(x))
         return x
@@ -35,6 +37,8 @@ class SoftmaxGrad(Op):
     def __init__(self, axis):
         self.axis = int(axis)
 
+    def rows(self, *xs): return _along(self.axis, xs)
+
     def forward(self, g, y):
         gy = g * y
         return gy - y * gy.sum(axis=self.axis, keepdims=True)
@@ -46,6 +50,8 @@ class LogSoftmax(Op):
 
     def __init__(self, axis=-1):
         self.axis = int(axis)
+
+    def rows(self, *xs): return _along(self.axis, xs)
 
     def shape(self, x):
         norm_dim(self.axis, len(x))
@@ -68,8 +74,16 @@ class LogSoftmaxGrad(Op):
     def __init__(self, axis):
         self.axis = int(axis)
 
+    def rows(self, *xs): return _along(self.axis, xs)
+
     def forward(self, g, y):
         return g - np.exp(y) * g.sum(axis=self.axis, keepdims=True)
+
+
+def _along(axis, shapes):
+    """Ops along ``axis`` work row by row unless the axis is the rows' own."""
+    nd = len(shapes[0])
+    return (True,) * len(shapes) if nd > 1 and axis % nd != 0 else None
 
 
 def _check_index_dtype(d, what):
@@ -93,6 +107,8 @@ class Pick(Op):
         _check_index_dtype(dt, "the target")
         return super().dtype(dx)
 
+    def rows(self, x, t): return (True, True)
+
     def forward(self, x, t):
         if t.size and (t.min() < 0 or t.max() >= x.shape[1]):
             bad = t[(t < 0) | (t >= x.shape[1])][0]
@@ -112,6 +128,7 @@ class PickGrad(Op):
         self.classes = int(classes)
 
     def shape(self, g, t): return (g[0], self.classes)
+    def rows(self, g, t): return (True, True)
     def dtype(self, dg, dt): return dg
 
     def forward(self, g, t):

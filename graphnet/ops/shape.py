@@ -95,6 +95,9 @@ class Slice(_Move):
                                 f"[{s}:{s + n}], outside dim {self.dim} of size {x[d]}")
         return x[:d] + (n,) + x[d + 1:]
 
+    def rows(self, x):
+        return (True,) if len(x) > 1 and self.dim % len(x) != 0 else None
+
     def forward(self, x):
         d = self.dim % x.ndim
         s, n = self.span(x.shape[d])
@@ -176,6 +179,9 @@ class Concat(_Move):
         rest = tuple(next((x[i] for x in xs if x[i] is not None), None) for i in range(nd))
         total = None if any(x[d] is None for x in xs) else sum(x[d] for x in xs)
         return rest[:d] + (total,) + rest[d + 1:]
+
+    def rows(self, *xs):
+        return (True,) * len(xs) if len(xs[0]) > 1 and self.dim % len(xs[0]) != 0 else None
 
     def forward(self, *xs): return np.concatenate(xs, axis=self.dim)
 

@@ -1,12 +1,14 @@
 """Optimization passes: each a pure function Program -> Program (it works on a clone), tested alone."""
-from .batch import stack_shared_matmuls, sum_of_gemms
+from .batch import sum_of_gemms
 from .cse import cse
 from .dce import dce
 from .fold import fold_constants
+from .rows import batch_rows, hoist_invariants, sum_of_reductions
 from .simplify import simplify
 
 PASSES = {
     0: [],
     1: [dce, fold_constants, simplify, cse, dce],
-    2: [dce, fold_constants, simplify, cse, sum_of_gemms, stack_shared_matmuls, cse, dce],
+    2: [dce, fold_constants, simplify, cse, batch_rows, hoist_invariants, batch_rows, sum_of_reductions,
+        sum_of_gemms, fold_constants, cse, dce],
 }

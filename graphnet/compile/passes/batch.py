@@ -1,23 +1,25 @@
-"""Batching: many small GEMMs that share an operand become one GEMM over stacked rows.
+"""Batching helpers, and sums of weight-gradient GEMMs folded into one GEMM.
 
-- ``stack_shared_matmuls``: MatMul(a_i, W) for several a_i of one shape, none depending on another's result
-  (a Linear applied at every time step to inputs that do not depend on the recurrence, the decoder over all
-  steps, the matching input-gradient GEMMs) -> one MatMul(Concat(a_i), W), each result a row slice of it.
 - ``sum_of_gemms``: sum_i A_i^T B_i (weight gradients of a shared weight, one per use) -> [A_1; ...]^T [B_1; ...],
   and sum_i of column sums (bias gradients) -> one column sum over the stacked rows.
+- ``stack``/``best_order``: values stacked by rows, for free when they are the row blocks of one array in order;
+  shared with the row-batching pass (rows.py).
 
-Both are algebra, not pattern matching on layers; values are reordered afterwards by a stable topological sort.
+Algebra, not pattern matching on layers; values are reordered afterwards by a stable topological sort.
 """
+import heapq
 from collections import defaultdict
 
-from ...ops import AddN, Concat, MatMul, Slice, Sum
+import numpy as np
+
+from ...ops import AddN, Concat, Const, MatMul, Slice, Sum
 from ..ir import Value
-from ..lower import clone, prune, rewire, substitute
+from ..lower import clone, prune, rewire
 
 MIN_GROUP = 2
 
 
-def _toposort(values):
+def toposort(values):
     """Stable topological order: each value as early as its original position allows, after its args."""
     pos = {v.id: i for i, v in enumerate(values)}
     users = defaultdict(list)
@@ -26,7 +28,6 @@ def _toposort(values):
         indeg[v.id] = len({a.id for a in v.args})
         for a in {a.id: a for a in v.args}.values():
             users[a.id].append(v)
-    import heapq
     ready = [(pos[v.id], v.id, v) for v in values if indeg[v.id] == 0]
     heapq.heapify(ready)
     out = []
@@ -54,52 +55,70 @@ def _users(values):
     return users
 
 
-def _matmul_groups(values):
-    groups = defaultdict(list)
-    for v in values:
-        op = v.op
-        if isinstance(op, MatMul) and not op.ta and len(v.args[0].shape) == 2 and len(v.args[1].shape) == 2:
-            groups[(op.tb, v.args[1].id, v.args[0].shape, v.args[0].dtype.str)].append(v)
-    return groups
+def row_block(v):
+    """(base, start, rows) when v is a block of rows of another value, else None."""
+    op = v.op
+    if isinstance(op, Slice) and op.dim == 0 and op.start >= 0 and op.length > 0:
+        return v.args[0], op.start, op.length
+    return None
 
 
-def stack_shared_matmuls(prog):
-    p = clone(prog)
-    # one group at a time, on the graph as the earlier merges left it, so that no merge closes a cycle
-    for key in [k for k, m in _matmul_groups(p.values).items() if len(m) >= MIN_GROUP]:
-        members = _matmul_groups(p.values).get(key, [])
-        users = _users(p.values)
-        chosen, tainted = [], set()
-        for m in members:                      # in program order: only earlier members can be ancestors
-            if m.args[0].id in tainted:
-                continue
-            chosen.append(m)
-            tainted.add(m.id)
-            stack = [m]
-            while stack:                       # mark everything that depends on this member's result
-                u = stack.pop()
-                for w in users[u.id]:
-                    if w.id not in tainted:
-                        tainted.add(w.id)
-                        stack.append(w)
-        if len(chosen) < MIN_GROUP:
-            continue
-        rows = chosen[0].args[0].shape[0]
-        first = chosen[0]
-        stacked = Value(Concat(0), tuple(m.args[0] for m in chosen),
-                        (rows * len(chosen), first.args[0].shape[1]), first.args[0].dtype, first.src)
-        big = Value(MatMul(False, first.op.tb), (stacked, first.args[1]),
-                    (rows * len(chosen), first.shape[1]), first.dtype, first.src)
-        new, sub = [stacked, big], {}
-        for i, m in enumerate(chosen):
-            piece = Value(Slice(0, i * rows, rows), (big,), m.shape, m.dtype, m.src)
-            new.append(piece)
-            sub[m.id] = piece
-        p.values = p.values + new
-        p = rewire(p, sub)
-        p.values = _toposort(p.values)
-        p = prune(p)
-    return p
+def stack(vals, src):
+    """The values stacked by rows, and whether that costs a copy (not when they are the row blocks of one
+    array in order, which is that array or a view of it, nor for constants, folded at compile time)."""
+    blocks = [row_block(v) for v in vals]
+    if all(blocks) and len({id(b[0]) for b in blocks}) == 1:
+        base, start = blocks[0][0], blocks[0][1]
+        at = start
+        for _, s, n in blocks:
+            if s != at:
+                break
+            at += n
+        else:
+            if start == 0 and at == base.shape[0]:
+                return base, False
+            shape = (at - start,) + tuple(base.shape[1:])
+            return Value(Slice(0, start, at - start), (base,), shape, base.dtype, src), False
+    shape = (sum(v.shape[0] for v in vals),) + tuple(vals[0].shape[1:])
+    if all(isinstance(v.op, Const) for v in vals):
+        c = np.concatenate([np.broadcast_to(v.op.value, v.shape) for v in vals], axis=0)
+        return Value(Const(c), (), shape, vals[0].dtype, src), False
+    return Value(Concat(0), tuple(vals), shape, vals[0].dtype, src), True
+
+
+def concats_of(values):
+    """The row stacks a program already makes (their arguments' ids), which a new identical stack shares."""
+    return {frozenset(a.id for a in v.args): tuple(a.id for a in v.args)
+            for v in values if isinstance(v.op, Concat) and v.op.dim == 0}
+
+
+def best_order(items, positions, existing={}):
+    """``items`` (values) ordered so that stacking their args at ``positions`` copies least: the row order of
+    the blocks one of those args is cut from, the order one of those args was made in, or program order (the
+    first of the cheapest wins; a stack the program makes already is free, and its order is tried first). Returns (items, {position: stack}, copies)."""
+    orders = []
+    for j in positions:                        # the order of a stack the program makes already
+        made = existing.get(frozenset(v.args[j].id for v in items))
+        if made is not None and len(made) == len(items):
+            orders.append(sorted(items, key=lambda v: made.index(v.args[j].id)))
+    for j in positions:
+        if all(row_block(v.args[j]) for v in items):
+            orders.append(sorted(items, key=lambda v: (row_block(v.args[j])[0].id, row_block(v.args[j])[1])))
+    # the order the args were made in (time order, in a recurrence), forward values' first
+    for j in sorted(positions, key=lambda j: min(v.args[j].id for v in items)):
+        if not all(isinstance(v.args[j].op, Const) for v in items):
+            orders.append(sorted(items, key=lambda v: v.args[j].id))
+    orders.append(list(items))
+    best = None
+    for order in orders:
+        stacks, copies = {}, 0
+        for j in positions:
+            stacks[j], copied = stack([v.args[j] for v in order], order[0].src)
+            copies += copied and existing.get(frozenset(v.args[j].id for v in order)) != \
+                tuple(v.args[j].id for v in order)
+        if best is None or copies < best[2]:
+            best = (order, stacks, copies)
+    return best
 
 
 def sum_of_gemms(prog):
@@ -111,6 +130,8 @@ def sum_of_gemms(prog):
         return len(users[a.id]) == 1 and a.id not in rooted
 
     sub, inserted = {}, []
+    present = {v.id for v in p.values}
+    existing = concats_of(p.values)
     for v in list(p.values):
         if not isinstance(v.op, AddN):
             continue
@@ -120,16 +141,17 @@ def sum_of_gemms(prog):
                 and len(a.args[0].shape) == 2 and private(a)]
         parts = [a for a in v.args if a not in gemms and a not in sums]
         if len(gemms) >= MIN_GROUP:
-            A = Value(Concat(0), tuple(a.args[0] for a in gemms), _rows(gemms, 0), gemms[0].args[0].dtype, v.src)
-            B = Value(Concat(0), tuple(a.args[1] for a in gemms), _rows(gemms, 1), gemms[0].args[1].dtype, v.src)
-            parts.append(Value(MatMul(True, False), (A, B), v.shape, v.dtype, v.src))
-            inserted += [A, B, parts[-1]]
+            _, st, _ = best_order(gemms, [0, 1], existing)
+            parts.append(Value(MatMul(True, False), (st[0], st[1]), v.shape, v.dtype, v.src))
+            inserted += [x for x in (st[0], st[1]) if x.id not in present] + [parts[-1]]
+            existing.update(concats_of([st[0], st[1]]))
         else:
             parts += gemms
         if len(sums) >= MIN_GROUP:
-            X = Value(Concat(0), tuple(a.args[0] for a in sums), _rows(sums, 0), sums[0].args[0].dtype, v.src)
-            parts.append(Value(Sum(0, False), (X,), v.shape, v.dtype, v.src))
-            inserted += [X, parts[-1]]
+            _, st, _ = best_order(sums, [0], existing)
+            parts.append(Value(Sum(0, False), (st[0],), v.shape, v.dtype, v.src))
+            inserted += [x for x in (st[0],) if x.id not in present] + [parts[-1]]
+            existing.update(concats_of([st[0]]))
         else:
             parts += sums
         if len(parts) != len(v.args):
@@ -141,10 +163,5 @@ def sum_of_gemms(prog):
             sub[v.id] = v.args[0]
     p.values = p.values + inserted
     p = rewire(p, sub)
-    p.values = _toposort(p.values)
+    p.values = toposort(p.values)
     return prune(p)
-
-
-def _rows(vals, k):
-    shapes = [a.args[k].shape for a in vals]
-    return (sum(s[0] for s in shapes),) + tuple(shapes[0][1:])

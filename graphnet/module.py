@@ -151,8 +151,12 @@ class Module:
         return self.label()
 
     # --- building ------------------------------------------------------------------------------------------
-    def __call__(self, *args):
+    def __call__(self, *args, **kwargs):
         try:
+            if kwargs:
+                raise GraphError(f"{self.label()} takes its input nodes as positional arguments, got keyword "
+                                 f"argument{'s' * (len(kwargs) > 1)} {', '.join(map(repr, kwargs))} (at "
+                                 f"{caller_site()}): {type(self).__name__}(...)(x)")
             return self._apply(args)
         except GraphnetError as e:
             from .debug import active, on_error

@@ -7,7 +7,7 @@ Nodes never change what they compute once made; only their display name and draw
 from __future__ import annotations
 
 import itertools
-from numbers import Number
+from numbers import Integral, Number
 
 from .errors import GraphError, caller_site, fmt_shape
 
@@ -140,13 +140,23 @@ class Node:
             out = m(out)
         return out
 
-    def _binary(self, other, table, const, swap=False):
-        from . import nn
+    # numpy must not broadcast a node as an object (``array + node``): it defers to the node's operators
+    __array_ufunc__ = None
+
+    def _binary(self, other, table, const, swap=False, symbol="+"):
         if isinstance(other, Node):
             return table()(other, self) if swap else table()(self, other)
         if isinstance(other, Number) and not isinstance(other, bool):
             return const(other)
-        return NotImplemented
+        raise self._operand_error(other, symbol)
+
+    def _operand_error(self, other, symbol):
+        kind = type(other).__name__
+        hint = (": arrays are given at run time to forward(); in a graph, make the array an input (gn.Input()) "
+                "or a parameter (nn.Add, nn.Mul)" if hasattr(other, "shape") or isinstance(other, (list, tuple))
+                else "")
+        return GraphError(f"node '{self.display_name()}' {symbol} {kind}: a node combines with other nodes and "
+                          f"with Python numbers, not with {kind}{hint}", self)
 
     def __add__(self, o):
         from . import nn
@@ -156,31 +166,60 @@ class Node:
 
     def __sub__(self, o):
         from . import nn
-        return self._binary(o, nn.CSubTable, lambda c: nn.AddConstant(-c)(self))
+        return self._binary(o, nn.CSubTable, lambda c: nn.AddConstant(-c)(self), symbol="-")
 
     def __rsub__(self, o):
         from . import nn
-        return self._binary(o, nn.CSubTable, lambda c: nn.AddConstant(c)(nn.MulConstant(-1)(self)), swap=True)
+        return self._binary(o, nn.CSubTable, lambda c: nn.AddConstant(c)(nn.MulConstant(-1)(self)), swap=True,
+                            symbol="-")
 
     def __mul__(self, o):
         from . import nn
-        return self._binary(o, nn.CMulTable, lambda c: nn.MulConstant(c)(self))
+        return self._binary(o, nn.CMulTable, lambda c: nn.MulConstant(c)(self), symbol="*")
 
     __rmul__ = __mul__
 
     def __truediv__(self, o):
         from . import nn
-        return self._binary(o, nn.CDivTable, lambda c: nn.MulConstant(1.0 / c)(self))
+        if isinstance(o, Number) and not isinstance(o, bool) and o == 0:
+            raise GraphError(f"node '{self.display_name()}' / 0: division by zero", self)
+        return self._binary(o, nn.CDivTable, lambda c: nn.MulConstant(1.0 / c)(self), symbol="/")
 
     def __rtruediv__(self, o):
         from . import nn
-        return self._binary(o, nn.CDivTable, lambda c: nn.MulConstant(c)(nn.Power(-1)(self)), swap=True)
+        return self._binary(o, nn.CDivTable, lambda c: nn.MulConstant(c)(nn.Power(-1)(self)), swap=True,
+                            symbol="/")
 
     def __matmul__(self, o):
         from . import nn
         if not isinstance(o, Node):
-            return NotImplemented
+            raise self._operand_error(o, "@")
         return nn.MM()(self, o)
+
+    def __rmatmul__(self, o):
+        raise self._operand_error(o, "@")
+
+    def __pow__(self, p):
+        from . import nn
+        if isinstance(p, Number) and not isinstance(p, bool):
+            return nn.Power(p)(self)
+        raise self._operand_error(p, "**")
+
+    def __abs__(self):
+        from . import nn
+        return nn.Abs()(self)
+
+    def _no_compare(self, other):
+        raise GraphError(f"node '{self.display_name()}' is symbolic and cannot be compared until the graph runs "
+                         "(use a module: Threshold, CMaxTable, CMinTable)", self)
+
+    __lt__ = __le__ = __gt__ = __ge__ = _no_compare
+
+    def _no_number(self):
+        raise GraphError(f"node '{self.display_name()}' is symbolic: it has no value until the graph runs "
+                         "(forward() returns arrays)", self)
+
+    __float__ = __int__ = __complex__ = _no_number
 
     def __neg__(self):
         from . import nn
@@ -194,12 +233,12 @@ class Node:
 def Input(shape=None, name: str | None = None) -> Node:
     """A graph input. ``shape``: a tuple whose ``None`` entries are any size (``(None, 3)``), or None: any."""
     if shape is not None:
-        if isinstance(shape, int):
+        if isinstance(shape, Integral) and not isinstance(shape, bool):
             shape = (shape,)
-        try:
-            shape = tuple(None if d is None else int(d) for d in shape)
-        except (TypeError, ValueError):
-            raise GraphError(f"gn.Input(shape=...) takes a tuple of ints and None, got {shape!r}") from None
+        if not isinstance(shape, (tuple, list)) or not all(
+                d is None or (isinstance(d, Integral) and not isinstance(d, bool)) for d in shape):
+            raise GraphError(f"gn.Input(shape=...) takes a tuple of ints and None (None: any size), got {shape!r}")
+        shape = tuple(None if d is None else int(d) for d in shape)
         if any(d is not None and d < 0 for d in shape):
             raise GraphError(f"gn.Input(shape={shape}) has a negative size")
     if name is not None and (not isinstance(name, str) or not name):

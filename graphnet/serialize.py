@@ -444,6 +444,15 @@ def _table_entry(key, a):
     return {"key": key, "shape": list(a.shape), "dtype": name, "sha256": _sha(a)}
 
 
+def _check_source(source, who):
+    """A path, or a binary file object open for reading; anything else is refused before it is touched."""
+    if isinstance(source, (str, os.PathLike)):
+        return
+    if isinstance(source, io.TextIOBase) or not all(callable(getattr(source, a, None)) for a in ("read", "seek")):
+        raise FormatError(f"{who} takes a path or a binary file object (open(path, 'rb'), io.BytesIO), got "
+                          f"{'a text file' if isinstance(source, io.TextIOBase) else type(source).__name__}")
+
+
 def _load_checked(source, doc_name, npz_name, fmt, keys, max_bytes):
     """(the JSON document, its arrays table, a function reading the arrays): zip, format, version, keys checked."""
     what = f"'{os.fspath(source)}'" if isinstance(source, (str, os.PathLike)) else "the file"
@@ -531,6 +540,7 @@ def load(path, *, max_bytes: int = DEFAULT_MAX_BYTES):
 
     ``max_bytes`` bounds the total size of the arrays (refused before anything is allocated).
     """
+    _check_source(path, "gn.load")
     try:
         doc, table, read_arrays = _load_checked(path, "graph.json", "params.npz", MODEL,
                                                 ("format", "version", "root", "modules", "nodes", "arrays"), max_bytes)
@@ -858,6 +868,7 @@ def save_state(obj, path) -> None:
 
 def load_state(path, into=None, *, max_bytes: int = DEFAULT_MAX_BYTES):
     """The state dict saved by ``save_state``; with ``into``, also ``into.load_state_dict(state)``."""
+    _check_source(path, "gn.load_state")
     try:
         doc, table, read_arrays = _load_checked(path, "state.json", "arrays.npz", STATE,
                                                 ("format", "version", "state", "arrays"), max_bytes)

@@ -22,14 +22,14 @@ def test_sugar_builds_the_table_modules(rng):
     cases = {"add": (a + b, nn.CAddTable), "sub": (a - b, nn.CSubTable), "mul": (a * b, nn.CMulTable),
              "div": (a / b, nn.CDivTable), "mm": (a @ b, nn.MM), "neg": (-a, nn.MulConstant),
              "scale": (2 * a, nn.MulConstant), "shift": (a + 1, nn.AddConstant), "narrow": (a[:, 1:3], nn.Narrow),
-             "select": (a[:, 1], nn.Select)}
+             "select": (a[:, 1], nn.Select), "abs": (abs(a), nn.Abs), "pow": (a ** 3, nn.Power)}
     for name, (node, cls) in cases.items():
         assert isinstance(node.module, cls), name
     x, y = rng.standard_normal((2, 4)), rng.uniform(1, 2, (2, 4))
     g = gn.gModule([a, b], [a + b, a - b, a * b, a / b, -a, 3 - a, 2 / b, a[:, 1:3], a[:, -2:], a[:, 1:-1],
-                            a[:, 2]])
+                            a[:, 2], abs(a), b ** 3])
     outs = g.float64().forward([x, y])
-    want = [x + y, x - y, x * y, x / y, -x, 3 - x, 2 / y, x[:, 1:3], x[:, -2:], x[:, 1:-1], x[:, 2]]
+    want = [x + y, x - y, x * y, x / y, -x, 3 - x, 2 / y, x[:, 1:3], x[:, -2:], x[:, 1:-1], x[:, 2], np.abs(x), y ** 3]
     for o, w in zip(outs, want):
         np.testing.assert_allclose(o, w, rtol=1e-12)
 

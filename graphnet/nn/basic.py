@@ -18,11 +18,11 @@ class Identity(Module):
     """y = x (several inputs: passed through as several outputs). ``Identity()()`` is ``gn.Input()``."""
     arity = None
 
-    def __call__(self, *args):
-        if not args:
+    def __call__(self, *args, **kwargs):
+        if not args and not kwargs:
             from ..node import Input
             return Input()
-        return super().__call__(*args)
+        return super().__call__(*args, **kwargs)
 
     def num_outputs(self, *shapes):
         return len(shapes)
@@ -82,7 +82,14 @@ class Add(Module):
 
     def __init__(self, size, scalar: bool = False):
         super().__init__()
-        self.size = (1,) if scalar else ((size,) if isinstance(size, int) else tuple(size))
+        if scalar:
+            self.size = (1,)
+        else:
+            dims = size if isinstance(size, (tuple, list)) else (size,)
+            self.size = tuple(check_int("size", d, 1, "Add") for d in dims)
+            if not self.size:
+                from ..errors import GraphError
+                raise GraphError("Add needs the bias shape: Add(3) or Add((2, 3))")
         n = int(np.prod(self.size))
         self.bias = Parameter(_uniform(1.0 / math.sqrt(n), self.size))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from .. import ops
 from ..errors import GraphError
 from ..module import Module
-from ._util import check_int, fail
+from ._util import check_float, check_int, fail
 
 
 def _dims(args, module):
@@ -204,7 +204,7 @@ class Padding(Module):
         super().__init__()
         self.dim = check_int("dim", dim, module="Padding")
         self.pad = check_int("pad", pad, module="Padding")
-        self.value = float(value)
+        self.value = check_float("value", value, "Padding")
 
     def label(self):
         return f"Padding({self.dim}, {self.pad})"

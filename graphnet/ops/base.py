@@ -36,7 +36,7 @@ class Op:
         """Gradient of each input (IR values built on ``b``), or None where an input gets none."""
         raise NotImplementedError(f"{type(self).__name__} has no gradient")
 
-    def rows(self, *shapes):
+    def row_pattern(self, *shapes):
         """Whether the op works row by row along dim 0, so that k applications on inputs stacked by rows are
         one application: per input, True if row r of the output reads only row r of it, False if every row
         reads it whole (a bias); None if the op mixes rows."""
@@ -103,7 +103,7 @@ def _fmt(s):
 
 
 def elementwise_rows(out, *shapes):
-    """``Op.rows`` for a broadcasting elementwise op with output shape ``out``."""
+    """``Op.row_pattern`` for a broadcasting elementwise op with output shape ``out``."""
     if not out or out[0] is None:
         return None
     res = []

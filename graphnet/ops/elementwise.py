@@ -21,7 +21,7 @@ class Binary(Op):
     def shape(self, a, b):
         return broadcast_shapes(a, b)
 
-    def rows(self, a, b):
+    def row_pattern(self, a, b):
         return elementwise_rows(self.shape(a, b), a, b)
 
 
@@ -103,7 +103,7 @@ class AddN(Op):
     def shape(self, *shapes):
         return broadcast_shapes(*shapes)
 
-    def rows(self, *shapes):
+    def row_pattern(self, *shapes):
         return elementwise_rows(self.shape(*shapes), *shapes)
 
     def forward(self, *xs):
@@ -138,7 +138,7 @@ class Unary(Op):
         """The derivative as a numpy expression for generated code (None: call ``deriv``)."""
         return None
 
-    def rows(self, x):
+    def row_pattern(self, x):
         return (True,)
 
     def vjp(self, b, g, y, x):
@@ -161,7 +161,7 @@ class Deriv(Op):
     def shape(self, *xy):
         return xy[0]
 
-    def rows(self, *xy):
+    def row_pattern(self, *xy):
         return (True,) * len(xy)
 
     def forward(self, *xy):

@@ -26,7 +26,7 @@ class MatMul(Op):
             raise ShapeMismatch(f"inner sizes differ: {a[-1]} (columns of a) vs {b[-2]} (rows of b)")
         return broadcast_shapes(a[:-2], b[:-2]) + (a[-2], b[-1])
 
-    def rows(self, a, b):
+    def row_pattern(self, a, b):
         return (True, False) if not self.ta and len(a) == 2 and len(b) == 2 else None
 
     def forward(self, a, b):

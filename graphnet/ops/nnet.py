@@ -14,7 +14,7 @@ class Softmax(Op):
     def __init__(self, axis=-1):
         self.axis = int(axis)
 
-    def rows(self, *xs): return _along(self.axis, xs)
+    def row_pattern(self, *xs): return _along(self.axis, xs)
 
     def shape(self, x):
         norm_dim(self.axis, len(x))
@@ -37,7 +37,7 @@ class SoftmaxGrad(Op):
     def __init__(self, axis):
         self.axis = int(axis)
 
-    def rows(self, *xs): return _along(self.axis, xs)
+    def row_pattern(self, *xs): return _along(self.axis, xs)
 
     def forward(self, g, y):
         gy = g * y
@@ -51,7 +51,7 @@ class LogSoftmax(Op):
     def __init__(self, axis=-1):
         self.axis = int(axis)
 
-    def rows(self, *xs): return _along(self.axis, xs)
+    def row_pattern(self, *xs): return _along(self.axis, xs)
 
     def shape(self, x):
         norm_dim(self.axis, len(x))
@@ -74,7 +74,7 @@ class LogSoftmaxGrad(Op):
     def __init__(self, axis):
         self.axis = int(axis)
 
-    def rows(self, *xs): return _along(self.axis, xs)
+    def row_pattern(self, *xs): return _along(self.axis, xs)
 
     def forward(self, g, y):
         return g - np.exp(y) * g.sum(axis=self.axis, keepdims=True)
@@ -107,7 +107,7 @@ class Pick(Op):
         _check_index_dtype(dt, "the target")
         return super().dtype(dx)
 
-    def rows(self, x, t): return (True, True)
+    def row_pattern(self, x, t): return (True, True)
 
     def forward(self, x, t):
         if t.size and (t.min() < 0 or t.max() >= x.shape[1]):
@@ -128,7 +128,7 @@ class PickGrad(Op):
         self.classes = int(classes)
 
     def shape(self, g, t): return (g[0], self.classes)
-    def rows(self, g, t): return (True, True)
+    def row_pattern(self, g, t): return (True, True)
     def dtype(self, dg, dt): return dg
 
     def forward(self, g, t):

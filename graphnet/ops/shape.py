@@ -95,7 +95,7 @@ class Slice(_Move):
                                 f"[{s}:{s + n}], outside dim {self.dim} of size {x[d]}")
         return x[:d] + (n,) + x[d + 1:]
 
-    def rows(self, x):
+    def row_pattern(self, x):
         return (True,) if len(x) > 1 and self.dim % len(x) != 0 else None
 
     def forward(self, x):
@@ -180,7 +180,7 @@ class Concat(_Move):
         total = None if any(x[d] is None for x in xs) else sum(x[d] for x in xs)
         return rest[:d] + (total,) + rest[d + 1:]
 
-    def rows(self, *xs):
+    def row_pattern(self, *xs):
         return (True,) * len(xs) if len(xs[0]) > 1 and self.dim % len(xs[0]) != 0 else None
 
     def forward(self, *xs): return np.concatenate(xs, axis=self.dim)

@@ -1,6 +1,6 @@
 """Row batching: k independent applications of one row-wise op become one application on stacked rows.
 
-An op that works row by row along dim 0 (``Op.rows``: elementwise ops, softmax along the last dim, class
+An op that works row by row along dim 0 (``Op.row_pattern``: elementwise ops, softmax along the last dim, class
 picking, ``x @ W``) applied to k inputs of one shape, none depending on another's result, is computed once on
 the inputs stacked by rows; each result is a row slice of the one output. Stacking is free when the inputs are
 already the row slices of one array, in order (a previous batch's output): so a chain of such ops (the head
@@ -28,7 +28,7 @@ def _candidates(values, phase):
         op = v.op
         if not v.args or not op.pure or not v.shape or any(a.shape is None for a in v.args):
             continue
-        pattern = op.rows(*[a.shape for a in v.args])
+        pattern = op.row_pattern(*[a.shape for a in v.args])
         if pattern is None or not any(pattern):
             continue
         key = (op.key(), phase[id(v)], v.dtype.str, pattern,
@@ -59,7 +59,7 @@ def _one_round(p):
     pos, anc = _ancestry(values)
     merged_mask, sub, new, n_merged = 0, {}, [], 0
     for group in _candidates(values, phase):
-        pattern = group[0].op.rows(*[a.shape for a in group[0].args])
+        pattern = group[0].op.row_pattern(*[a.shape for a in group[0].args])
         chosen, mask = [], 0
         for m in sorted(group, key=lambda v: pos[v.id]):
             bit = 1 << pos[m.id]

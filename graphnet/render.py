@@ -1,4 +1,5 @@
-"""Drawing graphs with graphviz: the forward graph, the backward graph the compiler makes, and a summary table.
+"""Drawing graphs with graphviz: the forward graph, the backward graph the compiler makes, a compiled plan, and
+a summary table and a networkx view.
 
 A pure function of the graph: nothing here changes a node, a module or a gModule. Labels are HTML-like, every
 piece of user text escaped, so any node name draws. Colours come from the primitive ops a module lowers to
@@ -469,7 +470,7 @@ def _draw_backward(dot, graph, inputs, hl, title):
         src = vals[0].src
         with dot.subgraph(name=f"cluster_g{key}") as c:
             c.attr(label=_label(f"∂ {src.display_name()}", src.op_label()), style="rounded,filled",
-                   fillcolor="#ffd6d6" if id(src) in hl else "#f7f7f7", color="#bbbbbb", fontsize="10",
+                   fillcolor="#ffd6d6" if id(src) in hl else "#f7f7f7", color="#bbbbbb", fontsize="10", labeljust="l",
                    tooltip=_text(src.site))
             _backward_nodes(c, vals, graph, grad_of, hl)
     for v in bwd:
@@ -540,7 +541,7 @@ def plan_to_dot(plan, which: str | None = None, rankdir: str = "TB", show_shapes
     all that run. The signature drawn: ``inputs`` arrays, else the plan's last run, else the declared shapes.
     (Nested gModules are inlined by the compiler: ``expand_nested`` has no effect here.)"""
     _check_rankdir(rankdir)
-    exe, schedule, prog, stats = _plan_parts(plan, inputs)
+    schedule, prog, stats = _plan_parts(plan, inputs)
     fns = list(dict.fromkeys(fn for fn, _, _ in schedule))
     if which is None:
         fns = ["step"] if "step" in fns else fns
@@ -550,8 +551,9 @@ def plan_to_dot(plan, which: str | None = None, rankdir: str = "TB", show_shapes
         raise RenderError(f"render: this plan's functions are {', '.join(fns)}; which={which!r} is none of them")
     graph = plan.graph
     names = _plan_names(prog, graph)
-    dot = _digraph(rankdir, title or f"plan of {plan.module.label()}, level {plan.level}")
-    dot.attr(label=_label(title or f"plan of {plan.module.label()}, level {plan.level}", _plan_stats_line(stats),
+    title = title or f"plan of {plan.module.label()}, level {plan.level}"
+    dot = _digraph(rankdir, title)
+    dot.attr(label=_label(title, _plan_stats_line(stats),
                           dim=["clusters: the generated functions; #k: schedule order" +
                                ("; tN: the variable (buffer) holding the value, 'reused' when an earlier value in "
                                 "it is dead" if any(var for _, _, var in schedule) else ""),
@@ -601,7 +603,6 @@ def _plan_parts(plan, inputs):
     from .compile.plan import Plan
     if not isinstance(plan, Plan):
         raise RenderError(f"gn.render draws a gModule, a module or a compiled plan, not a {type(plan).__name__}")
-    exe = None
     last = getattr(plan, "_last", None)
     if inputs is None and last is not None:
         exe = last[0]
@@ -624,7 +625,7 @@ def _plan_parts(plan, inputs):
                                                    ("backward", prog.backward_values()))
                     for v in vals if not isinstance(v.op, (Arg, Seed))]
     stats = getattr(exe, "stats", None)
-    return exe, list(schedule), prog, stats if isinstance(stats, dict) else {}
+    return list(schedule), prog, stats if isinstance(stats, dict) else {}
 
 
 def _plan_names(prog, graph):

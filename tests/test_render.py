@@ -69,6 +69,11 @@ def test_labels_show_name_module_and_shape():
     assert "Sigmoid" in gates and "(?, 6)" in gates
     assert re.search(r'n\d+ -> n\d+ \[label=" \(\?, 8\)"', src), "edges carry the shape of the value"
     assert "(?, 8)" not in to_dot(cell, show_shapes=False).source
+    # named after the local variable that holds them, else after their module and id
+    unnamed = next(n for n in cell.order if n.kind == "apply" and n.inputs == (node_named(cell, "preact"),)
+                   and "0, 6" in n.op_label())
+    assert unnamed.display_name() == f"Narrow_{unnamed.id}"
+    assert f"<B>Narrow_{unnamed.id}</B><BR/>Narrow(1, 0, 6)" in src
 
 
 def test_tooltip_is_the_line_that_built_the_node():

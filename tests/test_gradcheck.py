@@ -157,15 +157,16 @@ def test_lookup_table():
     (nn.BCECriterion, "prob"), (nn.ClassNLLCriterion, "class"), (nn.CrossEntropyCriterion, "class"),
 ])
 @pytest.mark.parametrize("size_average", [True, False])
-def test_criterions(crit, target, size_average):
-    rng = np.random.default_rng(12)
+@given(n=st.integers(1, 4), k=st.integers(2, 4), seed=st.integers(0, 2 ** 16))
+def test_criterions(crit, target, size_average, n, k, seed):
+    rng = np.random.default_rng(seed)
     if target == "class":
-        x = rng.standard_normal((4, 3))
-        t = np.array([0, 2, 1, 2])
+        x = rng.standard_normal((n, k))
+        t = rng.integers(0, k, n)
     elif target == "prob":
-        x, t = rng.uniform(0.1, 0.9, (4, 3)), rng.uniform(0, 1, (4, 3))
+        x, t = rng.uniform(0.1, 0.9, (n, k)), rng.uniform(0, 1, (n, k))
     else:
-        x, t = rng.standard_normal((4, 3)) * 2, rng.standard_normal((4, 3)) * 2
+        x, t = rng.standard_normal((n, k)) * 2, rng.standard_normal((n, k)) * 2
         x = np.where(np.abs(x - t) - 1 < 0.05, x + 0.3, x) if crit is nn.SmoothL1Criterion else x
     errs = gradcheck(crit(size_average=size_average), [x, t])
     assert all(v < TOL for v in errs.values()), errs
@@ -198,6 +199,27 @@ class _OffByAThousandth(ops.Tanh):
 class _BadTanh(Module):
     def lower(self, b, x):
         return b(_OffByAThousandth(), x)
+
+
+class _OffByAThousandthMul(ops.Mul):
+    def vjp(self, b, g, y, x1, x2):
+        ga, gb = super().vjp(b, g, y, x1, x2)
+        return ga, b(ops.Scale(1.001), gb)
+
+
+class _BadBroadcastMul(Module):
+    arity = 2
+
+    def lower(self, b, x1, x2):
+        return b(_OffByAThousandthMul(), x1, x2)
+
+
+def test_checker_rejects_a_broadcast_vjp_off_by_a_thousandth():
+    # the error hides in the gradient of the broadcast operand, summed over the rows
+    rng = np.random.default_rng(15)
+    a, w = rng.standard_normal((4, 3)), rng.standard_normal(3)
+    errs = gradcheck(_BadBroadcastMul(), [a, w])
+    assert errs["input 0"] < TOL and errs["input 1"] > 10 * TOL
 
 
 def test_checker_rejects_vjp_off_by_a_thousandth():

@@ -107,6 +107,7 @@ def test_three_step_unroll_by_calling_the_cell_matches_torch(level):
     for mine, theirs in zip(grads, txs + [tc, th]):
         assert _rel(mine, theirs.grad.numpy()) < 1e-10
     assert _rel(i2h.weight.grad, tcell.weight_ih.grad.numpy()[perm]) < 1e-10
+    assert _rel(i2h.bias.grad, tcell.bias_ih.grad.numpy()[perm]) < 1e-10
     assert _rel(h2h.weight.grad, tcell.weight_hh.grad.numpy()[perm]) < 1e-10
     assert _rel(h2h.bias.grad, tcell.bias_hh.grad.numpy()[perm]) < 1e-10
 

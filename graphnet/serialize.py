@@ -525,6 +525,12 @@ def save(module, path) -> None:
                         "kwargs": {k: _encode(v, modules=mindex, where=where) for k, v in kwargs.items()},
                         "members": members, "graph": graph, "params": params, "buffers": buffers,
                         "train": bool(m.train), "dtype": np.dtype(m.dtype).name})
+    for n in nodes:
+        for k, v in n.attrs.items():
+            try:
+                _drawing_attr(k, str(v), f"node '{n.display_name()}' (built at {n.site}): attrs")
+            except _Fail as e:
+                raise FormatError(f"cannot save {e}; gn.load would refuse it") from None
     node_entries = [{"kind": n.kind, "module": mindex[id(n.module)] if n.kind == APPLY else None,
                      "inputs": [nindex[id(p)] for p in n.inputs], "index": n.index,
                      "n_outputs": n.n_outputs if n.kind == APPLY else None,
@@ -653,7 +659,7 @@ def _check_node(e, i, n_nodes, n_mods, deps):
     if not isinstance(attrs, dict) or len(attrs) > 64:
         raise _Fail(f"{p}.attrs: expected an object of at most 64 graphviz attributes, got {_what(attrs)}")
     for k, v in attrs.items():
-        _str(v, f"{p}.attrs.{k[:40]}")
+        _drawing_attr(k, _str(v, f"{p}.attrs.{k[:40]}"), f"{p}.attrs")
     spec = {"kind": kind, "inputs": ins, "name": name, "attrs": dict(attrs), "site": _str(e["site"], f"{p}.site"),
             "where": p, "module": None, "index": None, "n_outputs": None, "shape": None}
     for k in {INPUT: ("module", "index", "n_outputs"), APPLY: ("index", "shape"),
@@ -681,6 +687,21 @@ def _check_node(e, i, n_nodes, n_mods, deps):
             raise _Fail(f"{p}.inputs: an item node has exactly one input (the multi-output node), got {len(ins)}")
         spec["index"] = _int(e["index"], f"{p}.index", 0, MAX_ITEMS)
     return spec
+
+
+# graphviz attributes that make a drawing follow a link or read a file: a file may style its nodes, not these
+_LINK_ATTRS = {"target", "image", "imagepath", "shapefile", "fontpath", "fontnames", "stylesheet"}
+
+
+def _drawing_attr(k, v, path):
+    if not k.isidentifier():
+        raise _Fail(f"{path}: {k[:40]!r} is not a graphviz attribute name")
+    low = k.lower()
+    if low in _LINK_ATTRS or low.endswith("url") or low.endswith("href"):
+        raise _Fail(f"{path}.{k}: a saved drawing attribute may not be a link or a file ({k} is refused)")
+    if v.strip().startswith("<"):
+        raise _Fail(f"{path}.{k}: an HTML-like graphviz value (starting with '<') is refused: it can embed images "
+                    f"and links")
 
 
 def _check_edges(node_specs):

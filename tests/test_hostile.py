@@ -787,6 +787,15 @@ _DOC_EDITS = [
     ("node_name_empty", _edit(_X + ["name"], ""), r"nodes\[0\].name: an empty name"),
     ("node_site_int", _edit(_X + ["site"], 12), r"nodes\[0\].site: expected a string, got an int"),
     ("node_attrs", _edit(_X + ["attrs"], {f"a{i}": "x" for i in range(100)}), r"at most 64 graphviz attributes"),
+    *[(f"node_attr_{k}", _edit(_X + ["attrs"], {k: v}), m) for k, v, m in [
+        ("URL", "javascript:alert(1)", r"attrs.URL: a saved drawing attribute may not be a link or a file"),
+        ("href", "http://example.com", r"attrs.href: .* may not be a link"),
+        ("labelURL", "file:///etc/passwd", r"attrs.labelURL: .* may not be a link"),
+        ("image", "/etc/passwd", r"attrs.image: .* may not be a link or a file"),
+        ("shapefile", "/etc/passwd", r"attrs.shapefile: .* may not be a link or a file"),
+        ("label", "<<IMG SRC='/etc/passwd'/>>", r"attrs.label: an HTML-like graphviz value .* is refused"),
+        ("label] [URL", "x", r"'label\] \[URL' is not a graphviz attribute name"),
+        ("color", 3, r"attrs.color: expected a string, got an int")]],
     ("node_shape_negative", _edit(_X + ["shape"], [None, -3]), r"shape\[1\]: -3 is out of range"),
     ("node_shape_rank", _edit(_X + ["shape"], [1] * 40), r"shape: 40 entries, more than the limit 32"),
     ("node_shape_float", _edit(_X + ["shape"], [None, 3.0]), r"shape\[1\]: expected an int, got a number"),
@@ -845,6 +854,14 @@ def test_load_refuses_a_bad_graph_document(name, edit, match, good, tmp_path, st
     finally:
         os.chdir(cwd)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.gnet"]
+
+
+def test_save_refuses_the_drawing_attributes_load_refuses(tmp_path, still_works):
+    x = gn.Input(name="x")
+    g = gn.gModule([x], [nn.Tanh()(x).annotate(name="t", URL="javascript:alert(1)")])
+    with pytest.raises(gn.FormatError, match=r"cannot save node 't' .*attrs.URL: a saved drawing attribute may not "
+                                             r"be a link or a file .*; gn.load would refuse it"):
+        gn.save(g, tmp_path / "m.gnet")
 
 
 def test_the_unedited_document_loads(good, tmp_path):

@@ -18,84 +18,116 @@ from ..ir import Value
 from ..lower import clone, prune, rewire
 from .batch import best_order, concats_of, row_block as _row_slice, toposort as _toposort
 
-MAX_ROUNDS = 64
+MAX_ROUNDS = 16
 
 
-def _candidates(values, phase):
+def _pattern(v, patterns):
+    """``Op.row_pattern`` of v, cached by value id (shapes do not change under rewriting)."""
+    pat = patterns.get(v.id, False)
+    if pat is False:
+        pat = None
+        if v.args and v.op.pure and v.shape and all(a.shape is not None for a in v.args):
+            pat = v.op.row_pattern(*[a.shape for a in v.args])
+            pat = pat if pat is not None and any(pat) else None
+        patterns[v.id] = pat
+    return pat
+
+
+def _candidates(values, fwd, patterns):
     """Groups of values that one batched application could compute, keyed by what must be equal."""
     groups = defaultdict(list)
     for v in values:
-        op = v.op
-        if not v.args or not op.pure or not v.shape or any(a.shape is None for a in v.args):
+        pattern = _pattern(v, patterns)
+        if pattern is None:
             continue
-        pattern = op.row_pattern(*[a.shape for a in v.args])
-        if pattern is None or not any(pattern):
-            continue
-        key = (op.key(), phase[id(v)], v.dtype.str, pattern,
+        key = (v.op.key(), id(v) in fwd, v.dtype.str, pattern,
                tuple(a.shape if r else a.id for a, r in zip(v.args, pattern)),
                tuple(a.dtype.str for a in v.args))
         groups[key].append(v)
     return [g for g in groups.values() if len(g) > 1]
 
 
-def _ancestry(values):
-    """For each value id, a bitmask of its ancestors (bit i = the value at position i)."""
-    pos = {v.id: i for i, v in enumerate(values)}
-    anc = {}
-    for v in values:
+class _Ancestry:
+    """Ancestor sets as bitmasks (one bit per value), kept exact while values are merged."""
+
+    def __init__(self, values):
+        self.bit, self.anc = {}, {}
+        for v in values:
+            self.add(v)
+
+    def add(self, v):
+        self.bit[v.id] = 1 << len(self.bit)
         m = 0
         for a in v.args:
-            m |= anc[a.id] | (1 << pos[a.id])
-        anc[v.id] = m
-    return pos, anc
+            m |= self.anc[a.id] | self.bit[a.id]
+        self.anc[v.id] = m
+
+    def merged(self, members_mask, big, values):
+        """Every value downstream of a member now also depends on the batched value (and its inputs)."""
+        add = self.anc[big.id] | self.bit[big.id]
+        anc = self.anc
+        for v in values:
+            if anc[v.id] & members_mask:
+                anc[v.id] |= add
 
 
-def _one_round(p):
-    values = p.values
+def _one_round(p, patterns):
+    values = list(p.values)
     present = {v.id for v in values}
     existing = concats_of(values)
     fwd = {id(v) for v in p.forward_values()}
-    phase = {id(v): id(v) in fwd for v in values}
-    pos, anc = _ancestry(values)
-    merged_mask, sub, new, n_merged = 0, {}, [], 0
-    for group in _candidates(values, phase):
-        pattern = group[0].op.row_pattern(*[a.shape for a in group[0].args])
-        chosen, mask = [], 0
-        for m in sorted(group, key=lambda v: pos[v.id]):
-            bit = 1 << pos[m.id]
-            if anc[m.id] & (mask | merged_mask) or bit & merged_mask:
-                continue                      # depends on a member, or on what this round already moved
+    order = {v.id: i for i, v in enumerate(values)}
+    graph = _Ancestry(values)
+    sub, new, n_merged = {}, [], 0
+
+    def resolve(a):
+        while a.id in sub:
+            a = sub[a.id]
+        return a
+    # earlier groups first, so that a chain of row-wise ops is batched link by link within one round
+    for group in sorted(_candidates(values, fwd, patterns), key=lambda g: order[g[0].id]):
+        pattern = patterns[group[0].id]
+        for m in group:
+            m.args = tuple(resolve(a) for a in m.args)
+        fixed = [a for a, r in zip(group[0].args, pattern) if not r]
+        chosen, mask, above = [], 0, 0
+        for m in group:
+            if any(a is not f for a, f in zip((a for a, r in zip(m.args, pattern) if not r), fixed)):
+                continue                      # a shared input was itself batched: next round
+            if graph.anc[m.id] & mask or above & graph.bit[m.id]:
+                continue                      # depends on a member already chosen, or one depends on it
             chosen.append(m)
-            mask |= bit
+            mask |= graph.bit[m.id]
+            above |= graph.anc[m.id]
         if len(chosen) < 2:
             continue
         chosen, stacks, copies = best_order(chosen, [j for j, r in enumerate(pattern) if r], existing)
         first = chosen[0]
+        if (0 if first.op.view else len(chosen) - 1) - copies <= 0 and (copies or not first.op.view):
+            continue                          # no numpy call saved
         args, made = [], []
         for j, r in enumerate(pattern):
-            if not r:
-                args.append(first.args[j])
-                continue
-            stacked = stacks[j]
-            if stacked.id not in present:
-                made.append(stacked)
-            args.append(stacked)
-        calls_saved = (0 if first.op.view else len(chosen) - 1) - copies
-        if calls_saved < 0 or (calls_saved == 0 and copies):
-            continue
+            a = stacks[j] if r else first.args[j]
+            if a.id not in present:
+                made.append(a)
+                present.add(a.id)
+            args.append(a)
         rows = first.shape[0]
         big = Value(first.op, tuple(args), (rows * len(chosen),) + tuple(first.shape[1:]), first.dtype, first.src)
         made.append(big)
+        patterns[big.id] = None               # already as batched as it gets this round
         for i, m in enumerate(chosen):
             piece = Value(Slice(0, i * rows, rows), (big,), m.shape, m.dtype, m.src)
             made.append(piece)
             sub[m.id] = piece
+        for v in made:
+            present.add(v.id)
+            graph.add(v)
+            if id(first) in fwd:
+                fwd.add(id(v))
+        existing.update(concats_of(made))
         new += made
-        merged_mask |= mask
-        # everything downstream of a member now also waits for the other members' inputs
-        for v in values:
-            if anc[v.id] & mask:
-                merged_mask |= 1 << pos[v.id]
+        graph.merged(mask, big, values + new)
         n_merged += 1
     if not n_merged:
         return p, 0
@@ -107,8 +139,9 @@ def _one_round(p):
 
 def batch_rows(prog):
     p = clone(prog)
+    patterns = {}
     for _ in range(MAX_ROUNDS):
-        p, n = _one_round(p)
+        p, n = _one_round(p, patterns)
         if not n:
             break
     return p

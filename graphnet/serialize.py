@@ -54,13 +54,14 @@ _REGISTRY = {}
 
 
 def registry() -> dict:
-    """{name: class}: every module class that a file may name (graphnet.nn's public classes and gModule)."""
+    """{name: class}: every module class that a file may name (graphnet.nn's public concrete classes, gModule)."""
     if not _REGISTRY:
         from . import nn
         from .gmodule import gModule
         for name in sorted(n for n in dir(nn) if not n.startswith("_")):
             obj = getattr(nn, name)
-            if isinstance(obj, type) and issubclass(obj, _module.Module) and obj is not _module.Module:
+            # abstract bases (Module, Criterion, Container) compute nothing: a file may not name them
+            if isinstance(obj, type) and issubclass(obj, _module.Module) and obj.lower is not _module.Module.lower:
                 _REGISTRY[name] = obj
         _REGISTRY["gModule"] = gModule
     return _REGISTRY

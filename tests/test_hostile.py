@@ -65,7 +65,9 @@ def good(tmp_path_factory):
 
 @pytest.fixture
 def still_works(good):
+    generator = _module.rng()
     yield
+    assert _module.rng() is generator, "the user's random generator was replaced"
     good.check()
 
 
@@ -742,7 +744,8 @@ _DOC_EDITS = [
     *[(f"kind_{i}", _edit(_LIN + ["kind"], k), r"modules\[1\].kind: unknown module kind .*; a file may name only "
                                                r"graphnet's own module classes")
       for i, k in enumerate(["os.system", "__import__", "eval", "builtins.exec", "subprocess.Popen",
-                             "graphnet.nn.Linear", "Linear()", "", "linear", "Module", "Node", "Parameter",
+                             "graphnet.nn.Linear", "Linear()", "", "linear", "Module", "Criterion", "Container",
+                             "Node", "Parameter",
                              "__class__", "gn.load", "numpy.load", "Linear; import os"])],
     ("kind_int", _edit(_LIN + ["kind"], 3), r"modules\[1\].kind: expected a string, got an int"),
     ("kind_long", _edit(_LIN + ["kind"], "L" * 5000), r"a string of 5000 characters, more than the limit 100"),

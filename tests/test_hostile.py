@@ -8,6 +8,7 @@ import io
 import json
 import os
 import pickle
+import re
 import zipfile
 
 import numpy as np
@@ -312,6 +313,11 @@ def test_bad_graphs(name, make, err, match, still_works):
     with pytest.raises(err, match=match) as e:
         make(x)
     assert isinstance(e.value, ValueError)
+    msg = str(e.value)
+    if (name, make, err, match) in _BUILD_SHAPES:        # the node at fault, its module, and the user's line
+        assert "\n  at node '" in msg and re.search(r"built at .*test_hostile.py:\d+", msg), msg
+    if (name, make, err, match) in _ARITY + _PACKING[:9]:
+        assert re.search(r"test_hostile.py:\d+", msg), msg
 
 
 def test_build_errors_name_the_users_line():

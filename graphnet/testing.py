@@ -30,7 +30,8 @@ def gradcheck(module, arrays, level: int = 0, eps: float = 1e-6, seed: int = 0, 
 
     module.float64()
     plan = compile(module, level=level)
-    arrays = [np.asarray(a, np.float64) if np.asarray(a).dtype.kind == "f" else np.asarray(a) for a in arrays]
+    # copies: finite differences perturb these in place, and one array given twice must not move twice
+    arrays = [np.array(a, np.float64 if np.asarray(a).dtype.kind == "f" else None, copy=True) for a in arrays]
     outs = run(*arrays)
     rng = np.random.default_rng(seed)
     gs = [rng.standard_normal(np.shape(o)) for o in outs]

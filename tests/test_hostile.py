@@ -499,6 +499,29 @@ def test_bad_shapes_for_a_plain_module(make, inputs, match, still_works):
     assert "at node" in str(e.value) and "with inputs of shapes" in str(e.value)
 
 
+_EMPTY = [
+    ("mean", lambda: nn.Mean(0), [np.ones((0, 3))]),
+    ("mse", lambda: nn.MSECriterion(), [np.ones((0, 3)), np.ones((0, 3))]),
+    ("abs", lambda: nn.AbsCriterion(), [np.ones((0,)), np.ones((0,))]),
+    ("smooth_l1", lambda: nn.SmoothL1Criterion(), [np.ones((0, 2)), np.ones((0, 2))]),
+    ("bce", lambda: nn.BCECriterion(), [np.full((0, 2), 0.5), np.ones((0, 2))]),
+    ("nll", lambda: nn.ClassNLLCriterion(), [np.ones((0, 3)), np.zeros(0, int)]),
+    ("cross_entropy", lambda: nn.CrossEntropyCriterion(), [np.ones((0, 3)), np.zeros(0, int)]),
+    ("linear", lambda: nn.Linear(3, 2), [np.ones((0, 3))]),
+]
+
+
+@pytest.mark.parametrize("name,make,inputs", _EMPTY, ids=[c[0] for c in _EMPTY])
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_an_empty_batch_runs_forward_and_backward(name, make, inputs, still_works):
+    # the mean of nothing is NaN, as in numpy and torch; its gradient is empty, not a ZeroDivisionError
+    m = make()
+    out = m.forward(inputs if len(inputs) > 1 else inputs[0])
+    grads = m.backward(inputs if len(inputs) > 1 else inputs[0], np.ones(np.shape(out), np.float32))
+    grads = grads if isinstance(grads, list) else [grads]
+    assert grads[0].shape == inputs[0].shape and grads[0].size == 0
+
+
 # --- NaN and Inf under gn.debug(check_finite=True) ---------------------------------------------------------------
 
 def _finite_case(kind):

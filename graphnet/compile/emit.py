@@ -11,6 +11,7 @@ import numpy as np
 
 from ..errors import GraphnetError, InputError, node_error
 from ..ops import Arg, Param, Seed
+from .memory import plan_memory
 
 _count = itertools.count()
 
@@ -31,9 +32,10 @@ class Emitted:
         pidx = {id(v): j for j, (_, v) in enumerate(prog.params)}
         for j, (p, _) in enumerate(prog.params):
             env[f"P{j}"] = p
-        exprs = {}
+        exprs, outs = {}, {}
         for v in fwd + bwd:
             exprs[id(v)] = self._expr_of(v, env, pidx)
+            outs[id(v)] = self._out_of(v, env)
 
         read_later = {id(a) for u in bwd for a in u.args}
         grads = [g for g in prog.input_grads + prog.param_grads if g is not None]
@@ -46,14 +48,25 @@ class Emitted:
         src, linemap = [], {}
         self.schedule = []        # (function, value, variable name): the order values run in, and their buffers
 
-        def function(header, values, preset, keep, tail, prelude=()):
-            """Emit one function: ``values`` in order, names reused once a value is dead (keep: live to the end)."""
-            names, text = _allocate(values, preset, keep, exprs)
+        self.arrays_bytes = {}
+
+        def function(header, values, preset, keep, tail, prelude=(), fresh=()):
+            """Emit one function: ``values`` in order, in arrays laid out by ``plan_memory`` (keep: live to the
+            end; fresh: handed to the caller, so never in a preallocated array)."""
             fn = header.split("(")[0][4:]
-            self.schedule.extend((fn, v, names[id(v)]) for _, v in text)
+            lay = plan_memory(values, preset, keep, fresh, exprs, outs, prefix=f"_{fn[0].upper()}")
+            for name, (shape, dtype) in lay.arrays.items():
+                env[name] = np.empty(shape, dtype)
+            for name, (array, index) in lay.views.items():
+                env[name] = env[array][index]
+            self.arrays_bytes[fn] = lay.nbytes()
+            names = lay.names
+            self.schedule.extend((fn, v, names[id(v)]) for _, v in lay.lines)
             src.append(header)
             src.extend("    " + line for line in prelude)
-            for line, v in text:
+            for line, v in lay.lines:
+                if line is None:
+                    continue
                 linemap[len(src) + 1] = v
                 src.append("    " + line)
             for line, v in tail(lambda u: names[id(u)]):
@@ -64,7 +77,7 @@ class Emitted:
         n_args = ", ".join(f"a{i}" for i in range(len(prog.args)))
         function(f"def forward({n_args}):", fwd, arg_names, prog.outputs + saved,
                  lambda nm: [(f"return ({', '.join(nm(o) for o in prog.outputs)},), "
-                              f"({''.join(nm(v) + ', ' for v in saved)})", None)])
+                              f"({''.join(nm(v) + ', ' for v in saved)})", None)], fresh=prog.outputs)
 
         def grad_tail(assign):
             def tail(nm):
@@ -95,11 +108,13 @@ class Emitted:
         preset.update(saved_names)
         seeds = "".join(f", s{i}" for i in range(len(prog.seeds)))
         unpack = [f"({''.join(saved_names[id(v)] + ', ' for v in saved)}) = saved"] if saved else []
-        function(f"def backward(saved{seeds}):", bwd, preset, grads, backward_tail, unpack)
+        function(f"def backward(saved{seeds}):", bwd, preset, grads, backward_tail, unpack,
+                 fresh=[g for g in prog.input_grads if g is not None])
         if self.train:
             # one function: forward, then backward, parameter gradients assigned (no zeroing pass needed)
             function(f"def step({n_args}):", fwd + bwd, arg_names, grads + prog.outputs[:1],
-                     lambda nm: grad_tail(True)(nm) + [(f"return {nm(prog.outputs[0])}", None)])
+                     lambda nm: grad_tail(True)(nm) + [(f"return {nm(prog.outputs[0])}", None)],
+                     fresh=prog.outputs[:1])
         self.code = "\n".join(src) + "\n"
         self.linemap = linemap
         self.filename = f"<graphnet plan {next(_count)}>"
@@ -108,6 +123,7 @@ class Emitted:
         self._step = env.get("step")
         self._copy_in = [g is not None and _is_view(g) for g in prog.input_grads]
         self.stats.update(_memory_stats(fwd, bwd, saved, prog))
+        self.stats["bytes_preallocated"] = dict(self.arrays_bytes)
 
     @staticmethod
     def _expr_of(v, env, pidx):
@@ -125,6 +141,25 @@ class Emitted:
                 ex = f"{k}.forward({', '.join(args)})"
             return ex
         return make
+
+    @staticmethod
+    def _out_of(v, env):
+        """A builder of the statements writing v into a given array, or None when its op has no such form."""
+        op = v.op
+        if isinstance(op, (Arg, Seed, Param)) or v.shape is None:
+            return None
+        dtype = np.dtype(v.dtype)
+
+        def k(c):                      # a constant as a 0-d array of v's dtype, named once per plan
+            name = f"k_{dtype.name}_{repr(float(c)).replace('.', 'p').replace('-', 'm')}"
+            env.setdefault(name, np.asarray(c, dtype))
+            return name
+        try:
+            if op.expr_out("o", k, *["x"] * len(v.args)) is None:
+                return None
+        except (TypeError, ValueError):
+            return None
+        return lambda out, args: op.expr_out(out, k, *args)
 
     # --- running -------------------------------------------------------------------------------------------
     def forward(self, arrays):
@@ -165,38 +200,6 @@ class Emitted:
         return node_error(InputError, f"while executing {v.op!r} (plan line: "
                                       f"{self.code.splitlines()[_line_of(self.linemap, v) - 1].strip()}): "
                                       f"{type(e).__name__}: {e}", v.src)
-
-
-def _allocate(values, preset, keep, exprs):
-    """Lines ``name = expr`` for ``values``, giving each value a variable name that is free again once the
-    value is dead (so Python frees its array as soon as the name is rebound). ``keep``: live to the end."""
-    names = dict(preset)
-    last = {}
-    for i, v in enumerate(values):
-        for a in v.args:
-            last[id(a)] = i
-    for k in keep:
-        last[id(k)] = len(values)
-    free, count, text = [], [0], []
-
-    def fresh():
-        if free:
-            return free.pop()
-        count[0] += 1
-        return f"t{count[0]}"
-    for i, v in enumerate(values):
-        make = exprs.get(id(v))
-        if make is None:                       # an argument or a seed: named already
-            continue
-        args = [names[id(a)] for a in v.args]
-        for a in {id(a): a for a in v.args}.values():
-            if last.get(id(a)) == i and id(a) not in preset:
-                free.append(names[id(a)])
-        names[id(v)] = fresh()
-        if id(v) not in last:                  # computed for its side effect or unused: free right away
-            free.append(names[id(v)])
-        text.append((f"{names[id(v)]} = {make(args)}", v))
-    return names, text
 
 
 def _memory_stats(fwd, bwd, saved, prog):

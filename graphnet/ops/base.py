@@ -43,8 +43,16 @@ class Op:
         return None
 
     # --- code generation -----------------------------------------------------------------------------------
+    elementwise = False            # True: out[i] depends on the inputs at i only (may write into a strided view)
+    inplace = False                # True: ``expr_out`` may write over an input of the output's shape
+
     def expr(self, *args: str) -> str | None:
         """A numpy expression computing the output from argument expressions, or None to call ``forward``."""
+        return None
+
+    def expr_out(self, out: str, k, *args: str) -> str | None:
+        """Statements writing the output into the preallocated array ``out`` (None: no such form). ``k(c)`` names
+        the constant c as a 0-d array of the output's dtype (a Python float costs numpy a conversion per call)."""
         return None
 
     # --- identity ------------------------------------------------------------------------------------------

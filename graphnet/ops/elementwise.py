@@ -17,6 +17,16 @@ from .base import Op, broadcast_shapes, elementwise_rows, unbroadcast
 class Binary(Op):
     arity = 2
     family = "arith"
+    elementwise = True
+    inplace = True
+    ufunc = None                   # the numpy ufunc's name, for code that writes into a preallocated array
+
+    def expr_out(self, out, k, a, b):
+        if self.ufunc is None:
+            return None
+        # np.maximum/minimum take the output by keyword only (a third positional is deprecated there)
+        return f"np.{self.ufunc}({a}, {b}, out={out})" if self.ufunc in ("maximum", "minimum") else \
+            f"np.{self.ufunc}({a}, {b}, {out})"
 
     def shape(self, a, b):
         return broadcast_shapes(a, b)
@@ -27,6 +37,7 @@ class Binary(Op):
 
 class Add(Binary):
     """y = a + b"""
+    ufunc = "add"
     def forward(self, a, b): return a + b
     def expr(self, a, b): return f"{a} + {b}"
     def vjp(self, b, g, y, x1, x2): return unbroadcast(b, g, x1.shape), unbroadcast(b, g, x2.shape)
@@ -34,6 +45,7 @@ class Add(Binary):
 
 class Sub(Binary):
     """y = a - b"""
+    ufunc = "subtract"
     def forward(self, a, b): return a - b
     def expr(self, a, b): return f"{a} - {b}"
     def vjp(self, b, g, y, x1, x2): return unbroadcast(b, g, x1.shape), unbroadcast(b, b(Scale(-1.0), g), x2.shape)
@@ -41,6 +53,7 @@ class Sub(Binary):
 
 class Mul(Binary):
     """y = a * b"""
+    ufunc = "multiply"
     def forward(self, a, b): return a * b
     def expr(self, a, b): return f"{a} * {b}"
 
@@ -50,6 +63,7 @@ class Mul(Binary):
 
 class Div(Binary):
     """y = a / b"""
+    ufunc = "divide"
     def forward(self, a, b): return a / b
     def expr(self, a, b): return f"{a} / {b}"
 
@@ -61,6 +75,7 @@ class Div(Binary):
 
 class Maximum(Binary):
     """y = max(a, b); ties send the gradient to a"""
+    ufunc = "maximum"
     def forward(self, a, b): return np.maximum(a, b)
     def expr(self, a, b): return f"np.maximum({a}, {b})"
 
@@ -71,6 +86,7 @@ class Maximum(Binary):
 
 class Minimum(Binary):
     """y = min(a, b); ties send the gradient to a"""
+    ufunc = "minimum"
     def forward(self, a, b): return np.minimum(a, b)
     def expr(self, a, b): return f"np.minimum({a}, {b})"
 
@@ -114,6 +130,11 @@ class AddN(Op):
 
     def expr(self, *xs): return " + ".join(xs)
 
+    def expr_out(self, out, k, *xs):
+        if len(xs) < 2:
+            return None
+        return "; ".join([f"np.add({xs[0]}, {xs[1]}, {out})"] + [f"np.add({out}, {x}, {out})" for x in xs[2:]])
+
     def vjp(self, b, g, y, *xs):
         return tuple(unbroadcast(b, g, x.shape) for x in xs)
 
@@ -124,6 +145,16 @@ class Unary(Op):
     arity = 1
     family = "activation"
     uses = "x"                 # what deriv() takes: "x", "y" or "xy"
+    elementwise = True
+    inplace = True             # every expr_out below reads its input before its first write
+    ufunc = None               # a numpy ufunc computing fn in one call, for code writing into an array
+
+    def expr_out(self, out, k, x):
+        return f"np.{self.ufunc}({x}, {out})" if self.ufunc else None
+
+    def deriv_out(self, out, k, *xy) -> str | None:
+        """The derivative written into ``out`` (None: no such form); may not read the inputs after writing."""
+        return None
 
     def forward(self, x):
         return self.fn(x)
@@ -170,6 +201,12 @@ class Deriv(Op):
     def expr(self, *xy):
         return self.op.deriv_expr(*xy)
 
+    elementwise = True
+    inplace = True
+
+    def expr_out(self, out, k, *xy):
+        return self.op.deriv_out(out, k, *xy)
+
     def __repr__(self):
         return f"{type(self.op).__name__}Deriv"
 
@@ -183,6 +220,7 @@ class Scale(Unary):
 
     def fn(self, x): return x * self.c
     def expr(self, x): return f"{x} * {self.c!r}"
+    def expr_out(self, out, k, x): return f"np.multiply({x}, {k(self.c)}, {out})"
     def vjp(self, b, g, y, x): return (b(Scale(self.c), g),)
 
 
@@ -195,6 +233,7 @@ class AddScalar(Unary):
 
     def fn(self, x): return x + self.c
     def expr(self, x): return f"{x} + {self.c!r}"
+    def expr_out(self, out, k, x): return f"np.add({x}, {k(self.c)}, {out})"
     def vjp(self, b, g, y, x): return (g,)
 
 
@@ -203,8 +242,10 @@ class Tanh(Unary):
     uses = "y"
     def fn(self, x): return np.tanh(x)
     def expr(self, x): return f"np.tanh({x})"
+    ufunc = "tanh"
     def deriv(self, y): return 1.0 - y * y
     def deriv_expr(self, y): return f"1.0 - {y} * {y}"
+    def deriv_out(self, o, k, y): return f"np.multiply({y}, {y}, {o}); np.subtract({k(1.0)}, {o}, {o})"
 
 
 class Sigmoid(Unary):
@@ -215,14 +256,23 @@ class Sigmoid(Unary):
     def deriv(self, y): return y * (1.0 - y)
     def deriv_expr(self, y): return f"{y} * (1.0 - {y})"
 
+    def expr_out(self, o, k, x):
+        h = k(0.5)
+        return f"np.multiply({x}, {h}, {o}); np.tanh({o}, {o}); np.multiply({o}, {h}, {o}); np.add({o}, {h}, {o})"
+
+    def deriv_out(self, o, k, y):
+        return None            # y (1 - y) reads y after the first write: no single-pass form worth it
+
 
 class ReLU(Unary):
     """y = max(x, 0); y' = [y > 0]"""
     uses = "y"
     def fn(self, x): return np.maximum(x, 0)
     def expr(self, x): return f"np.maximum({x}, 0)"
+    def expr_out(self, o, k, x): return f"np.maximum({x}, {k(0.0)}, out={o})"
     def deriv(self, y): return y > 0
     def deriv_expr(self, y): return f"{y} > 0"
+    def deriv_out(self, o, k, y): return f"np.greater({y}, {k(0.0)}, {o})"
 
 
 class LeakyReLU(Unary):
@@ -285,6 +335,7 @@ class HardTanh(Unary):
 
 class Exp(Unary):
     """y = exp(x); y' = y"""
+    ufunc = "exp"
     uses = "y"
     def fn(self, x): return np.exp(x)
     def expr(self, x): return f"np.exp({x})"
@@ -294,6 +345,7 @@ class Exp(Unary):
 
 class Log(Unary):
     """y = log(x); y' = 1 / x"""
+    ufunc = "log"
     def fn(self, x): return np.log(x)
     def expr(self, x): return f"np.log({x})"
     def deriv(self, x): return 1.0 / x
@@ -304,12 +356,14 @@ class Square(Unary):
     """y = x^2; y' = 2x"""
     def fn(self, x): return x * x
     def expr(self, x): return f"{x} * {x}"
+    def expr_out(self, o, k, x): return f"np.multiply({x}, {x}, {o})"
     def deriv(self, x): return 2.0 * x
     def deriv_expr(self, x): return f"2.0 * {x}"
 
 
 class Sqrt(Unary):
     """y = sqrt(x); y' = 1 / (2y)"""
+    ufunc = "sqrt"
     uses = "y"
     def fn(self, x): return np.sqrt(x)
     def expr(self, x): return f"np.sqrt({x})"
@@ -319,6 +373,7 @@ class Sqrt(Unary):
 
 class Abs(Unary):
     """y = |x|; y' = sign(x)"""
+    ufunc = "absolute"
     def fn(self, x): return np.abs(x)
     def expr(self, x): return f"np.abs({x})"
     def deriv(self, x): return np.sign(x)

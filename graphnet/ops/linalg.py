@@ -35,6 +35,9 @@ class MatMul(Op):
     def expr(self, a, b):
         return f"{a}{'.mT' if self.ta else ''} @ {b}{'.mT' if self.tb else ''}"
 
+    def expr_out(self, out, k, a, b):
+        return f"np.matmul({a}{'.mT' if self.ta else ''}, {b}{'.mT' if self.tb else ''}, {out})"
+
     def vjp(self, b, g, y, x1, x2):
         from .shape import Reshape
         if x1.ndim > 2 and x2.ndim == 2 and not self.ta:

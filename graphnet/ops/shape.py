@@ -187,6 +187,8 @@ class Concat(_Move):
 
     def expr(self, *xs): return f"np.concatenate(({', '.join(xs)},), axis={self.dim})"
 
+    def expr_out(self, out, k, *xs): return f"np.concatenate(({', '.join(xs)},), axis={self.dim}, out={out})"
+
     def vjp(self, b, g, y, *xs):
         d, at, out = self.dim % g.ndim, 0, []
         for x in xs:

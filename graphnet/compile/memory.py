@@ -1,0 +1,155 @@
+"""Memory plan for one generated function: which value lives in which preallocated array.
+
+Liveness over the function's schedule decides it. A value whose op can write into a given array
+(``Op.expr_out``) gets a preallocated array, allocated once per input signature and reused by later values of
+the same shape and dtype once everything reading it is dead; an elementwise op may write over an input that
+dies there (in place). A row or column stack (Concat) whose inputs are all computed here by elementwise ops is
+never copied: each input is written straight into its slice of the stack's array. Values handed back to the
+caller (outputs, returned gradients) and everything they are views of stay fresh arrays, which the caller owns.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from ..ops import Concat
+
+
+class Layout:
+    """The result: a variable name and a line (or None) per value, and the arrays to preallocate."""
+
+    def __init__(self):
+        self.names = {}               # id(value) -> variable name (a preallocated array's name, or t<k>)
+        self.lines = []               # (code or None, value) in schedule order
+        self.arrays = {}              # name -> (shape, dtype) preallocated once
+        self.views = {}               # name -> (array name, index tuple): fixed views into preallocated arrays
+
+    def nbytes(self) -> int:
+        return sum(int(np.prod(s, dtype=np.int64)) * np.dtype(d).itemsize for s, d in self.arrays.values())
+
+
+def plan_memory(values, preset, keep, fresh, exprs, outs, prefix) -> Layout:
+    """Lay out one function. ``preset``: id -> name of values it receives (arguments, saved values);
+    ``keep``: values live to its end; ``fresh``: values it returns (they and their bases are never reused);
+    ``exprs``/``outs``: id -> builder of the value's expression / of its statements writing into an array."""
+    lay = Layout()
+    lay.names.update(preset)
+    mine = {id(v) for v in values if exprs.get(id(v)) is not None}
+    root = {}                                   # id -> id of the value owning its memory
+    for v in values:
+        if id(v) in mine and v.op.view and v.args:
+            root[id(v)] = root.get(id(v.args[0]), id(v.args[0]))
+        else:
+            root[id(v)] = id(v)
+    fresh_roots = {root.get(id(v), id(v)) for v in fresh}
+    buffered = {id(v) for v in values if id(v) in mine and not v.op.view and outs.get(id(v)) is not None
+                and id(v) not in fresh_roots and v.shape is not None}
+    pieces = _stacked_in_place(values, buffered)
+    for p, (c, _) in pieces.items():
+        root[p] = id(c)
+    stacks = {id(c) for c, _ in pieces.values()}
+    keep_ids = {id(k) for k in keep}
+    last = {}
+    for i, v in enumerate(values):
+        r = root[id(v)]
+        last[r] = max(last.get(r, i), i)
+        for a in v.args:
+            ra = root.get(id(a), id(a))
+            last[ra] = max(last.get(ra, i), i)
+    end = len(values)
+    for k in keep:
+        last[root.get(id(k), id(k))] = end
+    value_last = {}                             # per value, for the names of fresh arrays
+    for i, v in enumerate(values):
+        for a in v.args:
+            value_last[id(a)] = i
+    for k in keep:
+        value_last[id(k)] = end
+
+    free_arrays, owner, count = defaultdict(list), {}, [0]
+    free_names, n_names = [], [0]
+
+    def take(v):
+        key = (tuple(v.shape), np.dtype(v.dtype).str)
+        if free_arrays[key]:
+            return free_arrays[key].pop()
+        count[0] += 1
+        name = f"{prefix}{count[0]}"
+        lay.arrays[name] = key
+        return name
+
+    def view_of(array, c, slot):
+        d = c.op.dim % len(c.shape)
+        start = sum(a.shape[d] for a in c.args[:slot])
+        stop = start + c.args[slot].shape[d]
+        name = f"{array}_{d}_{start}_{stop}"
+        lay.views[name] = (array, (slice(None),) * d + (slice(start, stop),))
+        return name
+
+    def fresh_name():
+        if free_names:
+            return free_names.pop()
+        n_names[0] += 1
+        return f"t{n_names[0]}"
+
+    for i, v in enumerate(values):
+        make = exprs.get(id(v))
+        if make is None:                       # an argument or a seed: named already
+            continue
+        args = [lay.names[id(a)] for a in v.args]
+        vid = id(v)
+        if vid in pieces:
+            c, slot = pieces[vid]
+            if id(c) not in owner:
+                owner[id(c)] = take(c)
+            name = view_of(owner[id(c)], c, slot)
+            code = outs[vid](name, args)
+        elif vid in stacks:                    # a stack whose pieces were written into it
+            name, code = owner[vid], None
+        elif vid in buffered:
+            name = _in_place(v, i, root, owner, last, keep_ids) if v.op.inplace else None
+            if name is None:
+                name = take(v)
+            owner[vid] = name
+            code = outs[vid](name, args)
+        else:
+            for a in {id(a): a for a in v.args}.values():
+                if value_last.get(id(a)) == i and id(a) not in preset and lay.names.get(id(a), "").startswith("t"):
+                    free_names.append(lay.names[id(a)])
+            name = fresh_name()
+            if vid not in value_last:          # unused (computed for its effect): free right away
+                free_names.append(name)
+            code = f"{name} = {make(args)}"
+        lay.names[vid] = name
+        lay.lines.append((code, v))
+        for r in {root.get(id(a), id(a)) for a in v.args} | {root[vid]}:
+            if last.get(r) == i and r in owner:     # dead: its array is free for later values
+                arr = owner.pop(r)
+                free_arrays[lay.arrays[arr]].append(arr)
+    return lay
+
+
+def _in_place(v, i, root, owner, last, keep_ids):
+    """An input's array to write v over: one that dies here, of v's shape and dtype, owned outright."""
+    for a in v.args:
+        if (root.get(id(a)) == id(a) and id(a) in owner and last.get(id(a)) == i and id(a) not in keep_ids
+                and tuple(a.shape) == tuple(v.shape) and a.dtype == v.dtype):
+            return owner.pop(id(a))
+    return None
+
+
+def _stacked_in_place(values, buffered):
+    """Inputs of a Concat to be written straight into its array: id(piece) -> (concat, slot)."""
+    pieces = {}
+    for c in values:
+        if not isinstance(c.op, Concat) or id(c) not in buffered:
+            continue
+        ids = [id(a) for a in c.args]
+        if len(set(ids)) != len(ids):
+            continue
+        if all(id(a) in buffered and a.op.elementwise and not isinstance(a.op, Concat) and id(a) not in pieces
+               for a in c.args):
+            for slot, a in enumerate(c.args):
+                pieces[id(a)] = (c, slot)
+    return pieces

@@ -577,9 +577,6 @@ def test_non_finite_gradient_is_caught_in_backward(tmp_path, still_works):
 
 # --- graphs whose compilation fails -----------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="compiler: an input that no output depends on (SelectTable passes one input "
-                                       "through) is dropped by dead-code elimination, and clone() then fails with a "
-                                       "KeyError instead of running")
 def test_an_input_that_reaches_no_output_through_selecttable(still_works):
     a, b = gn.Input(name="a"), gn.Input(name="b")
     g = gn.gModule([a, b], [nn.SelectTable(0)(a, b)])
@@ -589,9 +586,6 @@ def test_an_input_that_reaches_no_output_through_selecttable(still_works):
     assert np.array_equal(ga, X) and not gb.any()
 
 
-@pytest.mark.xfail(strict=True, reason="run-time input check: a numpy masked array is passed through as is and "
-                                       "fails inside MatMul with numpy's broadcasting message; it should be refused "
-                                       "(or converted) with an InputError that names the input")
 def test_a_masked_array_input(still_works):
     g = _two_inputs()
     with pytest.raises(gn.InputError, match=r"input 0 \('x'\).*masked"):

@@ -104,7 +104,9 @@ def roots(prog: Program) -> list:
 
 def prune(prog: Program) -> Program:
     """Keep only values that some output or wanted gradient needs (and impure ones that ran before)."""
-    keep = _ancestors(prog.values, roots(prog) + [v for v in prog.values if not v.op.pure])
+    # arguments and parameters stay even when no output needs them: the program's signature names them
+    keep = _ancestors(prog.values, roots(prog) + prog.args + [v for _, v in prog.params]
+                      + [v for v in prog.values if not v.op.pure])
     keep_ids = {id(v) for v in keep}
     prog.values = keep
     prog.seeds = [s if s is not None and id(s) in keep_ids else None for s in prog.seeds]

@@ -64,11 +64,8 @@ class Plan:
         the same checks then: one comparison, not the checks again (they cost more than a tiny plan)."""
         recent = self._recent
         if recent is not None and recent[1] == _module.mode_version() and not check_finite_enabled():
-            try:
-                if [(x.shape, x.dtype) for x in arrays] == recent[0]:
-                    return arrays, recent[2]
-            except AttributeError:     # not arrays: the full check says what is wrong
-                pass
+            if [(x.shape, x.dtype) if type(x) is np.ndarray else None for x in arrays] == recent[0]:
+                return arrays, recent[2]
         xs = self._check(arrays)
         exe = self._executable(xs)
         self._recent = ([(x.shape, x.dtype) for x in xs], _module.mode_version(), exe)
@@ -183,6 +180,9 @@ def _as_list(x):
 
 def _as_array(x, what, float_dtype):
     """x as a numeric numpy array: floats cast to the module's dtype, integers kept."""
+    if isinstance(x, np.ma.MaskedArray):
+        raise InputError(f"{what} is a masked array; graphnet takes plain arrays (use x.filled(value) to choose "
+                         f"what the masked entries hold)")
     if isinstance(x, np.ndarray):
         arr = x
     elif isinstance(x, (np.generic, int, float)) and not isinstance(x, bool):

@@ -132,12 +132,8 @@ class gModule(Module):
         return to_dot(self, **options)
 
     def _repr_svg_(self):
-        from .errors import RenderError
-        from .render import svg_text
-        try:
-            return svg_text(self)
-        except RenderError:          # no graphviz: Jupyter falls back to the text repr
-            return None
+        from .render import repr_svg
+        return repr_svg(self)
 
     def summary(self) -> str:
         """A table: node, module, output shape, parameters, inputs; with totals."""
@@ -145,14 +141,9 @@ class gModule(Module):
         return summary(self)
 
     def to_networkx(self):
-        """A networkx.DiGraph over node names, with attributes op, module, shape, site, kind."""
-        g = nx.DiGraph()
-        for n in self.order:
-            g.add_node(n.display_name(), op=n.op_label(), module=type(n.module).__name__ if n.module else n.kind,
-                       shape=n.shape, site=n.site, kind=n.kind)
-        for p, n, d in self.graph.edges(data=True):
-            g.add_edge(p.display_name(), n.display_name(), pos=d["pos"])
-        return g
+        """A networkx.DiGraph over node names, with attributes op, name, module, shape, site, kind."""
+        from .render import to_networkx
+        return to_networkx(self)
 
 
 def _check_declared(b, node, x):

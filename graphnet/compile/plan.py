@@ -110,7 +110,7 @@ class Plan:
     # --- running -------------------------------------------------------------------------------------------
     def forward(self, *arrays):
         """Outputs for these input arrays: one array, or a list for several outputs."""
-        with _debug_errors(self.graph):
+        with _debug_errors(self.graph, arrays):
             return self._forward(arrays)
 
     def _forward(self, arrays):
@@ -121,7 +121,7 @@ class Plan:
 
     def backward(self, *grad_outputs):
         """Gradients w.r.t. the inputs of the last forward; parameter gradients accumulate into ``.grad``."""
-        with _debug_errors(self.graph):
+        with _debug_errors(self.graph, self._last[1] if self._last else None):
             return self._backward(grad_outputs)
 
     def _backward(self, grad_outputs):
@@ -157,6 +157,10 @@ class Plan:
             raise InputError("plan.code is known once the plan has run (it is compiled per input signature)")
         return self._last[0].code
 
+    def _repr_svg_(self):
+        from ..render import repr_svg
+        return repr_svg(self)
+
     def stats(self) -> dict:
         if self._last is None:
             raise InputError("plan.stats() is known once the plan has run (it is compiled per input signature)")
@@ -165,13 +169,13 @@ class Plan:
 
 
 @contextlib.contextmanager
-def _debug_errors(graph):
+def _debug_errors(graph, arrays=None):
     try:
         yield
     except GraphnetError as e:
         if not _debug_active():
             raise
-        raise on_error(e, graph) from e.__cause__
+        raise on_error(e, graph, inputs=arrays) from e.__cause__
 
 
 def _as_list(x):
@@ -228,7 +232,7 @@ class TrainStep(Plan):
         return build_executable(prog, max(self.level, 0), train=True)
 
     def __call__(self, *arrays):
-        with _debug_errors(self.graph):
+        with _debug_errors(self.graph, arrays):
             xs, exe = self._prepare(arrays)
             if exe.train is False:
                 raise InputError("internal: train step built without a step function")

@@ -59,6 +59,8 @@ class Emitted:
                 env[name] = np.empty(shape, dtype)
             for name, (array, index) in lay.views.items():
                 env[name] = env[array][index]
+            for name, (base, op) in lay.derived.items():
+                env[name] = op.forward(env[base])
             self.arrays_bytes[fn] = lay.nbytes()
             names = lay.names
             self.schedule.extend((fn, v, names[id(v)]) for _, v in lay.lines)

@@ -24,6 +24,7 @@ class Layout:
         self.lines = []               # (code or None, value) in schedule order
         self.arrays = {}              # name -> (shape, dtype) preallocated once
         self.views = {}               # name -> (array name, index tuple): fixed views into preallocated arrays
+        self.derived = {}             # name -> (name of an array or view, op): a view op applied once, at build
 
     def nbytes(self) -> int:
         return sum(int(np.prod(s, dtype=np.int64)) * np.dtype(d).itemsize for s, d in self.arrays.values())
@@ -68,6 +69,7 @@ def plan_memory(values, preset, keep, fresh, exprs, outs, prefix) -> Layout:
         value_last[id(k)] = end
 
     free_arrays, owner, count = defaultdict(list), {}, [0]
+    fixed = set()                               # names bound once for the plan's life: arrays and their views
     free_names, n_names = [], [0]
 
     def take(v):
@@ -77,6 +79,7 @@ def plan_memory(values, preset, keep, fresh, exprs, outs, prefix) -> Layout:
         count[0] += 1
         name = f"{prefix}{count[0]}"
         lay.arrays[name] = key
+        fixed.add(name)
         return name
 
     def view_of(array, c, slot):
@@ -104,9 +107,14 @@ def plan_memory(values, preset, keep, fresh, exprs, outs, prefix) -> Layout:
             if id(c) not in owner:
                 owner[id(c)] = take(c)
             name = view_of(owner[id(c)], c, slot)
+            fixed.add(name)
             code = outs[vid](name, args)
         elif vid in stacks:                    # a stack whose pieces were written into it
             name, code = owner[vid], None
+        elif v.op.always_view and args[0] in fixed:
+            name, code = f"{prefix}v{len(lay.derived) + 1}", None   # a view of a preallocated array: made once
+            lay.derived[name] = (args[0], v.op)
+            fixed.add(name)
         elif vid in buffered:
             name = _in_place(v, i, root, owner, last, keep_ids) if v.op.inplace else None
             if name is None:

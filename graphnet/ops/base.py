@@ -18,6 +18,7 @@ class Op:
     family = "misc"                # colour family for drawings
     grad_only = False              # True for ops that only appear in backward graphs
     view = False                   # True: the output may share memory with the first input (no new buffer)
+    always_view = False            # True: forward always returns a view of its input (basic indexing)
 
     # --- rules ---------------------------------------------------------------------------------------------
     def shape(self, *shapes):

@@ -72,6 +72,7 @@ class Slice(_Move):
     (-1: up to the last entry, -2: all but the last, as torch.nn.Narrow)"""
     family = "shape"
     view = True
+    always_view = True
 
     def __init__(self, dim, start, length):
         self.dim, self.start, self.length = int(dim), int(start), int(length)
@@ -140,6 +141,7 @@ class Index(_Move):
     """y = x[..., i, ...] along ``dim``, that dim removed (a view)"""
     family = "shape"
     view = True
+    always_view = True
 
     def __init__(self, dim, index):
         self.dim, self.index = int(dim), int(index)

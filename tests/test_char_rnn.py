@@ -2,6 +2,7 @@
 import importlib.util
 import pathlib
 import re
+import shutil
 import struct
 import zlib
 
@@ -14,6 +15,8 @@ from graphnet import nn
 from conftest import require_torch
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+CLIP = 0.1
 TEXT = ("It is a truth universally acknowledged, that a single man in possession of a good fortune, "
         "must be in want of a wife. However little known the feelings or views of such a man may be "
         "on his first entering a neighbourhood, this truth is so well fixed in the minds of the "
@@ -32,11 +35,11 @@ def char_rnn():
 def _torch_twin(torch, model, kind):
     """torch cells and decoder holding copies of the graphnet model's weights (gate order mapped)."""
     H, L = model.hidden, model.layers
-    perm = np.r_[0:2 * H, 3 * H:4 * H, 2 * H:3 * H] if kind == "lstm" else np.arange(3 * H)
+    perm = np.r_[0:2 * H, 3 * H:4 * H, 2 * H:3 * H] if kind == "lstm" else np.arange(GATES[kind] * H)
     inv = np.argsort(perm)
     layers = [n.module for n in model.cell.order if isinstance(n.module, gn.gModule)]
     decoder = next(n.module for n in model.cell.order if isinstance(n.module, nn.Linear))
-    Cell = torch.nn.LSTMCell if kind == "lstm" else torch.nn.GRUCell
+    Cell = {"lstm": torch.nn.LSTMCell, "gru": torch.nn.GRUCell, "rnn": torch.nn.RNNCell}[kind]
     tcells = [Cell(model.vocab if i == 0 else H, H).double() for i in range(L)]
     tdec = torch.nn.Linear(H, model.vocab).double()
     with torch.no_grad():
@@ -75,8 +78,9 @@ def _torch_window(torch, kind, tcells, tdec, x, y, state, vocab):
 
 
 @pytest.mark.parity
-@pytest.mark.parametrize("kind", ["lstm", "gru"])
-def test_training_matches_a_pytorch_twin_for_five_steps(char_rnn, kind):
+@pytest.mark.parametrize("kind,optim", [("lstm", "adam"), ("lstm", "rmsprop"), ("gru", "rmsprop"), ("rnn", "adam")])
+def test_training_matches_a_pytorch_twin_for_five_steps(char_rnn, kind, optim):
+    """Same weights, same windows, same clipping and optimizer: the losses agree to 1e-8 for five steps."""
     torch = require_torch()
     gn.manual_seed(3)
     vocab = char_rnn.Vocab(TEXT)
@@ -84,32 +88,36 @@ def test_training_matches_a_pytorch_twin_for_five_steps(char_rnn, kind):
     model = char_rnn.CharRNN(kind, len(vocab), hidden=8, layers=2, seq_len=6, dtype="float64")
     tcells, tdec = _torch_twin(torch, model, kind)
     params = model.parameters()
-    opt = char_rnn.make_optimizer(params, "rmsprop", lr=2e-2)
+    opt = char_rnn.make_optimizer(params, optim, lr=2e-2)
     tparams = [p for m in tcells + [tdec] for p in m.parameters()]
-    topt = torch.optim.RMSprop(tparams, lr=2e-2, alpha=0.95)
+    assert sum(p.data.size for p in params) == sum(p.numel() for p in tparams)
+    topt = (torch.optim.RMSprop(tparams, lr=2e-2, alpha=0.95) if optim == "rmsprop"
+            else torch.optim.Adam(tparams, lr=2e-2))
 
     state = model.zero_state(4)
     tstate = [torch.zeros(4, 8, dtype=torch.float64) for _ in state]
-    ours, theirs = [], []
+    ours, theirs, norms = [], [], []
     for k in range(5):
         arrays = model.arrays(x[k], y[k], state)
-        carried_loss, state = model.forward_carry(arrays)
-        loss = model.loss_and_grad(arrays)
-        char_rnn.clip_grad_norm(params, 0.5)         # small enough to clip on these steps
+        loss, state = model.train_step(arrays)
+        norms.append(char_rnn.clip_grad_norm(params, CLIP))     # small enough to clip every step
         opt.step()
         ours.append(loss)
-        assert carried_loss == pytest.approx(loss, rel=1e-12)
 
         topt.zero_grad()
         tloss, tstate = _torch_window(torch, kind, tcells, tdec, x[k], y[k], tstate, len(vocab))
         tloss.backward()
-        torch.nn.utils.clip_grad_norm_(tparams, 0.5)
+        tnorm = torch.nn.utils.clip_grad_norm_(tparams, CLIP)
         topt.step()
         tstate = [s.detach() for s in tstate]
         theirs.append(tloss.item())
+        assert norms[-1] == pytest.approx(tnorm.item(), rel=1e-8)
         for mine, their in zip(state, tstate):      # the carried states agree too
             np.testing.assert_allclose(mine, their.numpy(), rtol=1e-8, atol=1e-10)
     np.testing.assert_allclose(ours, theirs, rtol=1e-8)
+    assert min(norms) > CLIP                        # clipping was exercised
+    loss_again, _ = model.forward(model.arrays(x[0], y[0], model.zero_state(4)))
+    assert loss_again < ours[0]                     # forward() sees the updated weights: it learned
 
 
 def test_script_runs_and_ends_with_the_final_line(char_rnn, tmp_path, capsys):
@@ -127,6 +135,13 @@ def test_script_runs_and_ends_with_the_final_line(char_rnn, tmp_path, capsys):
     png = (out / "loss.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", png[16:24]) == (640, 400)
     assert (out / "vocab.json").exists() and (out / "samples.txt").exists()
+    cell = gn.load(str(out / "char_rnn.gnet"))                  # the checkpoint is the trained one-step cell
+    assert [p.data.shape for p in cell.parameters()] == [p.data.shape for p in res["model"].parameters()]
+    for saved, trained in zip(cell.parameters(), res["model"].parameters()):
+        np.testing.assert_array_equal(saved.data, trained.data)
+    if shutil.which("dot"):                                     # the diagrams, the compiled plan's included
+        for name in ("cell_forward", "cell_backward", "cell_plan", "stacked_forward"):
+            assert "<svg" in (out / f"{name}.svg").read_text(encoding="utf-8")
 
 
 def test_png_writer_round_trips(char_rnn, tmp_path):

@@ -286,3 +286,44 @@ def test_stacked_errors():
         return gn.gModule([x, s], [nn.Linear(d, h)(x), s])
     with pytest.raises(gn.GraphError, match="must take \\(x, \\*states\\).*2 input\\(s\\) need 1 output"):
         stacked(two_outputs, 3, 4)
+
+
+# --- examples/rnn_lstm/cells.py: the tutorial cells, spelled out ---------------------------------------------------
+
+def _cells_example():
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).resolve().parents[1] / "examples" / "rnn_lstm" / "cells.py"
+    spec = importlib.util.spec_from_file_location("cells_example", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_the_spelled_out_cells_compute_what_graphnet_rnn_builds(tmp_path, capsys):
+    import shutil
+    res = _cells_example().main(["--out", str(tmp_path)])
+    capsys.readouterr()
+    # the spelled-out cells have the same nodes, in the same order, as graphnet.rnn's ready-made ones
+    for mine, built in ((res["rnn"], rnn_cell(3, 4)), (res["lstm"], lstm_cell(3, 4))):
+        assert [type(n.module).__name__ for n in mine.order] == [type(n.module).__name__ for n in built.order]
+    # with the same weights, the same outputs
+    ref = lstm_cell(3, 4).float64()
+    for p, q in zip(ref.parameters(), res["lstm"].parameters()):
+        p.data[...] = q.data
+    rng = np.random.default_rng(5)
+    x, c, h = rng.standard_normal((2, 3)), rng.standard_normal((2, 4)), rng.standard_normal((2, 4))
+    for a, b in zip(ref.forward([x, c, h]), res["lstm"].forward([x, c, h])):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+    # the unrolled graph is the cell stepped three times
+    gen = np.random.default_rng(0)          # cells.py (seed 0) draws one x, then the three steps' inputs
+    gen.standard_normal((2, 3))
+    xs = [gen.standard_normal((2, 3)) for _ in range(3)]
+    c, h = np.zeros((2, 4)), np.zeros((2, 4))
+    for xt in xs:
+        c, h = [np.array(o) for o in res["lstm"].forward([xt, c, h])]
+    np.testing.assert_allclose(res["c_T"], c, rtol=1e-12)
+    np.testing.assert_allclose(res["h_T"], h, rtol=1e-12)
+    if shutil.which("dot"):
+        for name in ("rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward", "lstm_unrolled", "lstm_plan"):
+            assert "<svg" in (tmp_path / f"{name}.svg").read_text(encoding="utf-8"), name

@@ -5,8 +5,8 @@
 The vanilla RNN and the LSTM below are the seed's, spelled as the nngraph tutorial spells them (``nn.Identity()()``
 becomes ``gn.Input()``, ``nn.Narrow(2, 1, n)`` becomes ``nn.Narrow(1, 0, n)``). ``graphnet.rnn`` builds the same
 graphs (``rnn_cell``, ``lstm_cell``); this file shows every node, so that the drawings can be read against it.
-README.md in this folder explains each node. Writes DIR/{rnn,lstm}_{forward,backward}.svg and
-DIR/lstm_unrolled.svg when graphnet.render and graphviz's ``dot`` are available.
+README.md in this folder explains each node. Writes DIR/{rnn,lstm}_{forward,backward}.svg, DIR/lstm_unrolled.svg
+and DIR/lstm_plan.svg (the compiled plan) when graphviz's ``dot`` is available.
 """
 from __future__ import annotations
 
@@ -114,6 +114,8 @@ def main(argv=None) -> dict:
         draw(render, cell, os.path.join(a.out, f"{name}_backward.svg"), log, which="backward",
              inputs=shapes[name])
     draw(render, rolled, os.path.join(a.out, "lstm_unrolled.svg"), log)
+    # what the compiler makes of the LSTM: its schedule, the buffers reused, the values kept for backward
+    draw(render, gn.compile(lstm_cell), os.path.join(a.out, "lstm_plan.svg"), log, inputs=shapes["lstm"])
     return {"rnn": rnn_cell, "lstm": lstm_cell, "unrolled": rolled, "h_T": h_T, "c_T": c_T}
 
 

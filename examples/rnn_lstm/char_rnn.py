@@ -9,15 +9,17 @@ same cell called on new nodes each step), a ClassNLLCriterion per step, and thei
 (nats/char). The final states of each batch are the initial states of the next (each batch row is a contiguous
 stream of the text), so the gradient is truncated at ``--seq-len`` steps but the memory is not.
 
-Writes to ``--out``: the cell's forward and backward diagrams (SVG; needs graphnet.render and graphviz), the loss
-curves (loss.png, drawn by a 60-line numpy+zlib PNG writer: matplotlib is not a dependency), a checkpoint (when
-graphnet can save), the vocabulary (vocab.json) and samples.txt. The last line printed is
-``final: train_loss X val_loss Y (nats/char)``.
+One forward of that gModule gives the loss and the final states; one backward gives the weight gradients;
+``clip_grad_norm`` and Adam (or char-rnn's RMSprop) from graphnet.optim update the weights.
+
+Writes to ``--out``: the first layer's cell drawn forward, backward and as the compiled plan, and the stacked cell
+(SVG; needs graphviz's ``dot``), the loss curves (loss.png, drawn by a 60-line numpy+zlib PNG writer: matplotlib
+is not a dependency), the checkpoint (``gn.save`` of the one-step cell, JSON + npz), the vocabulary (vocab.json)
+and samples.txt. The last line printed is ``final: train_loss X val_loss Y (nats/char)``.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import math
 import os
@@ -27,16 +29,34 @@ import time
 import zlib
 from collections import Counter
 
-import numpy as np
 
-import graphnet as gn
-from graphnet import nn
-from graphnet.rnn import CELLS, stacked, unroll
+def _threads_from_argv(argv) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg == "--threads" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith("--threads="):
+            return arg.split("=", 1)[1]
+    return None
 
-try:
-    from graphnet.optim import Adam, RMSprop, clip_grad_norm
-except ImportError:                                   # pragma: no cover - optim.py is part of graphnet
-    Adam = RMSprop = clip_grad_norm = None
+
+# BLAS reads its thread count when numpy loads, so --threads is read here, before the import. One thread by
+# default (unless OPENBLAS_NUM_THREADS & co. are set): the matrices are small (50 x 128 by 128 x 512), a second
+# thread gains ~20% on an idle machine, and on a machine shared with other jobs spinning BLAS threads made
+# iterations 2-10x slower.
+if __name__ == "__main__":
+    _threads = _threads_from_argv(sys.argv)
+    for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        if _threads is not None:
+            os.environ[_var] = _threads
+        else:
+            os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+
+import graphnet as gn  # noqa: E402
+from graphnet import nn  # noqa: E402
+from graphnet.optim import Adam, CosineAnnealingLR, RMSprop, clip_grad_norm  # noqa: E402
+from graphnet.rnn import CELLS, stacked, unroll  # noqa: E402
 
 
 # --- data -------------------------------------------------------------------------------------------------------
@@ -92,11 +112,12 @@ def make_batches(ids: np.ndarray, batch: int, seq_len: int):
 # --- the model ----------------------------------------------------------------------------------------------------
 
 class CharRNN:
-    """The one-step cell, and the unrolled gModules built from it (all sharing the cell's weights).
+    """The one-step cell, and the unrolled gModule built from it (sharing the cell's weights).
 
     ``cell``   stacked(kind, vocab, hidden, layers, vocab=vocab): (x, *states) -> (*states, logprobs)
-    ``loss``   (x_1..x_T, y_1..y_T, *states) -> mean over t of ClassNLL(logprobs_t, y_t): what is trained
-    ``carry``  same inputs -> (loss, *final states): a forward-only twin that hands the states to the next batch
+    ``model``  (x_1..x_T, y_1..y_T, *states) -> (loss, *final states), where loss is the mean over t of
+               ClassNLL(logprobs_t, y_t): one forward gives the loss and the states the next window starts from,
+               and one backward (seeded 1 for the loss, 0 for the states) gives d loss / d weights
     """
 
     def __init__(self, kind: str, vocab: int, hidden: int, layers: int, seq_len: int, dropout: float = 0.0,
@@ -112,15 +133,13 @@ class CharRNN:
         outs = rolled(*xs, *init).split(k + T)
         nll = [nn.ClassNLLCriterion()(outs[k + t], ys[t]).annotate(name=f"nll{t + 1}") for t in range(T)]
         loss = nn.MulConstant(1.0 / T)(nn.CAddTable()(nll) if T > 1 else nll[0]).annotate(name="loss")
-        self.loss = gn.gModule(xs + ys + init, [loss])
-        self.carry = gn.gModule(xs + ys + init, [loss] + list(outs[:k]))
-        for m in (self.cell, self.loss, self.carry):
+        self.model = gn.gModule(xs + ys + init, [loss] + list(outs[:k]))
+        for m in (self.cell, self.model):
             m.type(dtype)
         self.dtype = np.dtype(dtype)
         self.eye = np.eye(vocab, dtype=self.dtype)
         self.dropout = dropout
-        compile_train_step = getattr(gn, "compile_train_step", None)
-        self._step = compile_train_step(self.loss) if compile_train_step is not None else None
+        self._seeds = {}
 
     def parameters(self):
         return self.cell.parameters()
@@ -129,21 +148,29 @@ class CharRNN:
         return [np.zeros((batch, self.hidden), self.dtype) for _ in range(self.n_state)]
 
     def arrays(self, x: np.ndarray, y: np.ndarray, state: list) -> list:
-        """The loss model's inputs for one window: one-hot x_t (batch, vocab), integer y_t (batch,), states."""
+        """The model's inputs for one window: one-hot x_t (batch, vocab), integer y_t (batch,), states."""
         return [self.eye[x[:, t]] for t in range(x.shape[1])] + [y[:, t] for t in range(y.shape[1])] + state
 
-    def loss_and_grad(self, arrays: list) -> float:
-        """Forward and backward of the loss model; the parameters' .grad hold d loss / d w afterwards."""
-        if self._step is not None:                           # one fused plan, grads zeroed by it
-            return self._step(*arrays)
-        self.loss.zero_grad_parameters()
-        loss = self.loss.forward(arrays)
-        self.loss.backward(arrays, np.array(1.0, self.dtype))
-        return float(loss)
+    def train_step(self, arrays: list):
+        """(loss, final states) of one window; the parameters' .grad hold d loss / d w afterwards.
 
-    def forward_carry(self, arrays: list):
+        One forward and one backward of ``model``; the final states only feed the next window (truncated
+        BPTT), so their gradient seeds are zeros. (``gn.compile_train_step`` fuses the two but returns the loss
+        alone; the states would cost a second forward, about a third of an iteration.)
+        """
+        batch = arrays[0].shape[0]
+        seeds = self._seeds.get(batch)
+        if seeds is None:
+            seeds = self._seeds[batch] = [np.array(1.0, self.dtype)] + self.zero_state(batch)
+        self.model.zero_grad_parameters()
+        out = self.model.forward(arrays)
+        loss, state = float(out[0]), [np.array(s) for s in out[1:]]   # copies: the plan reuses its buffers
+        self.model.backward(arrays, seeds)
+        return loss, state
+
+    def forward(self, arrays: list):
         """(loss, final states) for one window, no gradients."""
-        out = self.carry.forward(arrays)
+        out = self.model.forward(arrays)
         return float(out[0]), [np.array(s) for s in out[1:]]
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> float:
@@ -151,7 +178,7 @@ class CharRNN:
         self._mode(train=False)
         state, total = self.zero_state(x.shape[1]), 0.0
         for xb, yb in zip(x, y):
-            loss, state = self.forward_carry(self.arrays(xb, yb, state))
+            loss, state = self.forward(self.arrays(xb, yb, state))
             total += loss
         self._mode(train=True)
         return total / len(x)
@@ -184,8 +211,6 @@ class CharRNN:
 
 def make_optimizer(params, name: str, lr: float):
     """char-rnn's RMSprop (decay 0.95) or Adam, from graphnet.optim (torch.optim's update rules)."""
-    if RMSprop is None:
-        raise SystemExit("char_rnn: graphnet.optim is missing; it provides RMSprop, Adam and clip_grad_norm")
     if name == "rmsprop":
         return RMSprop(params, lr=lr, alpha=0.95)
     return Adam(params, lr=lr)
@@ -312,49 +337,33 @@ def plot_losses(path: str, curves: dict, width: int = 640, height: int = 400) ->
     write_png(path, img)
 
 
-# --- optional outputs ---------------------------------------------------------------------------------------------
-
-def _optional(module: str, name: str):
-    """``module.name`` if that part of graphnet is installed, else None (the output is skipped with a note)."""
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        return None
-
+# --- diagrams, checkpoint -----------------------------------------------------------------------------------------
 
 def draw_cells(model: CharRNN, out: str, log) -> list:
-    render = _optional("graphnet.render", "render")
-    if render is None:
-        log("note: graphnet.render is not available; skipping the cell diagrams")
-        return []
+    """The first layer's cell: its graph, its backward graph, and the plan the compiler makes of it."""
     layer1 = next(n.module for n in model.cell.order if isinstance(n.module, gn.gModule))
-    # the backward drawing needs concrete shapes: one row of the first layer's inputs
-    sample = [np.zeros((1, model.vocab))] + [np.zeros((1, model.hidden))] * (len(layer1.inputs) - 1)
+    # the backward drawing and the plan need concrete shapes: one row of the first layer's inputs
+    sample = [np.zeros((1, model.vocab), model.dtype)] + \
+        [np.zeros((1, model.hidden), model.dtype)] * (len(layer1.inputs) - 1)
     written = []
-    for path, which, graph in ((os.path.join(out, "cell_forward.svg"), "forward", layer1),
-                               (os.path.join(out, "cell_backward.svg"), "backward", layer1),
-                               (os.path.join(out, "stacked_forward.svg"), "forward", model.cell)):
+    for name, graph, options in (("cell_forward.svg", layer1, {}),
+                                 ("cell_backward.svg", layer1, {"which": "backward", "inputs": sample}),
+                                 ("cell_plan.svg", gn.compile(layer1), {"inputs": sample}),
+                                 ("stacked_forward.svg", model.cell, {})):
+        path = os.path.join(out, name)
         try:
-            render(graph, path, which=which, **({"inputs": sample} if which == "backward" else {}))
+            gn.render(graph, path, **options)
             written.append(path)
-        except Exception as e:    # a missing `dot` binary is a RenderError; a diagram is never worth a crash
-            log(f"note: could not draw {os.path.basename(path)}: {type(e).__name__}: {str(e).splitlines()[0]}")
+        except gn.RenderError as e:    # most often: graphviz's `dot` is not installed
+            log(f"note: could not draw {name}: {str(e).splitlines()[0]}")
     return written
 
 
-def save_checkpoint(model: CharRNN, vocab: Vocab, path: str, log) -> bool:
+def save_checkpoint(model: CharRNN, vocab: Vocab, path: str) -> None:
+    """The one-step cell (gn.save: JSON graph + npz weights) and, beside it, the vocabulary (vocab.json)."""
     with open(os.path.join(os.path.dirname(path) or ".", "vocab.json"), "w", encoding="utf-8") as f:
         json.dump({"chars": vocab.chars}, f, ensure_ascii=False)
-    save = getattr(gn, "save", None) or _optional("graphnet.serialize", "save")
-    if save is None:
-        log("note: graphnet.save is not available; skipping the checkpoint (vocab.json was written)")
-        return False
-    try:
-        save(model.cell, path)
-        return True
-    except Exception as e:
-        log(f"note: could not save the checkpoint: {type(e).__name__}: {str(e).splitlines()[0]}")
-        return False
+    gn.save(model.cell, path)
 
 
 # --- main -----------------------------------------------------------------------------------------------------------
@@ -367,13 +376,15 @@ def parse_args(argv=None):
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--seq-len", type=int, default=50, help="steps of backpropagation through time")
     p.add_argument("--batch", type=int, default=50, help="parallel streams of text")
-    p.add_argument("--iters", type=int, default=500)
+    p.add_argument("--iters", type=int, default=1500)
     p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--schedule", choices=["constant", "cosine"], default="constant",
+                   help="cosine: the lr falls to lr/10 over --iters (CosineAnnealingLR)")
     p.add_argument("--optim", choices=["rmsprop", "adam"], default="adam")
     p.add_argument("--clip", type=float, default=5.0, help="max global gradient norm")
     p.add_argument("--dropout", type=float, default=0.0)
     p.add_argument("--val-frac", type=float, default=0.05, help="the last part of the text, for validation")
-    p.add_argument("--eval-every", type=int, default=100, help="iterations between validation losses")
+    p.add_argument("--eval-every", type=int, default=250, help="iterations between validation losses")
     p.add_argument("--sample-len", type=int, default=400)
     p.add_argument("--temperature", type=float, default=0.8)
     p.add_argument("--seed", type=int, default=0)
@@ -381,6 +392,8 @@ def parse_args(argv=None):
     p.add_argument("--out", default="out/char_rnn", help="folder for diagrams, the loss plot, the checkpoint")
     p.add_argument("--checkpoint", default=None, help="checkpoint path (default: OUT/char_rnn.gnet; '' skips it)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--threads", type=int, default=None,
+                   help="BLAS threads (read before numpy loads; default 1, or OPENBLAS_NUM_THREADS if set)")
     return p.parse_args(argv)
 
 
@@ -408,9 +421,9 @@ def main(argv=None) -> dict:
     model = CharRNN(a.cell, len(vocab), a.hidden, a.layers, a.seq_len, a.dropout, a.dtype)
     params = model.parameters()
     log(f"model: {a.layers}x{a.hidden} {a.cell}, {sum(p.data.size for p in params):,} parameters, "
-        f"unrolled {a.seq_len} steps, {a.optim} lr {a.lr:g}, clip {a.clip:g}, {a.dtype}, "
-        f"{'compile_train_step' if model._step is not None else 'forward + backward'}")
+        f"unrolled {a.seq_len} steps, {a.optim} lr {a.lr:g} ({a.schedule}), clip {a.clip:g}, {a.dtype}")
     opt = make_optimizer(params, a.optim, a.lr)
+    sched = CosineAnnealingLR(opt, T_max=a.iters, eta_min=a.lr / 10) if a.schedule == "cosine" else None
 
     hist_it, hist_loss, val_it, val_loss = [], [], [], []
     bar = None if a.quiet else Progress(a.iters)
@@ -421,10 +434,11 @@ def main(argv=None) -> dict:
         if k == 0:
             state = model.zero_state(a.batch)          # a new pass over the text: the streams restart
         arrays = model.arrays(x_tr[k], y_tr[k], state)
-        _, state = model.forward_carry(arrays)           # with the weights this window is trained with
-        loss = model.loss_and_grad(arrays)
+        loss, state = model.train_step(arrays)
         clip_grad_norm(params, a.clip)
         opt.step()
+        if sched:
+            sched.step()
         hist_it.append(it)
         hist_loss.append(loss)
         if it % a.eval_every == 0 or it == a.iters:
@@ -454,9 +468,10 @@ def main(argv=None) -> dict:
         "val": (val_it, val_loss, (214, 39, 40))})
     drawn = draw_cells(model, a.out, log)
     ckpt = os.path.join(a.out, "char_rnn.gnet") if a.checkpoint is None else a.checkpoint
-    saved = save_checkpoint(model, vocab, ckpt, log) if ckpt else False
+    if ckpt:
+        save_checkpoint(model, vocab, ckpt)
     total = time.perf_counter() - t_start
-    log(f"wrote {', '.join([os.path.join(a.out, 'loss.png')] + drawn + ([ckpt] if saved else []))}")
+    log(f"wrote {', '.join([os.path.join(a.out, 'loss.png')] + drawn + ([ckpt] if ckpt else []))}")
     log(f"time: {total:.1f} s total, {train_seconds:.1f} s training "
         f"({1000 * train_seconds / a.iters:.0f} ms/iteration, "
         f"{a.iters * a.batch * a.seq_len / train_seconds:,.0f} chars/s); "
@@ -464,7 +479,7 @@ def main(argv=None) -> dict:
     print(f"final: train_loss {train_loss:.4f} val_loss {val_loss[-1]:.4f} (nats/char)", flush=True)
     return {"train_loss": train_loss, "val_loss": val_loss[-1], "entropy": entropy, "seconds": total,
             "train_seconds": train_seconds, "history": hist_loss, "val_history": list(zip(val_it, val_loss)),
-            "sample": sample}
+            "sample": sample, "model": model.cell}
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ import graphnet as gn
 from graphnet import nn, ops
 from graphnet.compile.interp import Interpreter
 from graphnet.compile.lower import lower
-from graphnet.compile.passes import (batch_rows, cse, dce, fold_constants, hoist_invariants, simplify, sum_of_gemms,
+from graphnet.compile.passes import (batch_rows, cse, dce, distribute_over_stacks, flatten_stacks, fold_constants,
+                                     hoist_invariants, reassociate_products, simplify, sum_of_gemms,
                                      sum_of_reductions)
 
 F8 = np.dtype("f8")
@@ -210,3 +211,61 @@ def test_hoist_invariants_adds_the_biases_to_all_steps_at_once(rng):
     out = batch_rows(hoist_invariants(first))
     assert adds(out) == T + 2 < adds(first)              # one add per step; each bias added once, to all
     _same(prog, out, [rng.standard_normal((2, 3)) for _ in range(T)] + [rng.standard_normal((2, 5))])
+
+
+def _lstm_steps(T):
+    """The nngraph LSTM cell unrolled T steps, summed hidden states as the output."""
+    cell = gn.rnn.lstm_cell(3, 4)
+    xs, c0, h0 = [gn.Input() for _ in range(T)], gn.Input(), gn.Input()
+    c, h, hs = c0, h0, []
+    for x in xs:
+        c, h = cell(x, c, h)
+        hs.append(h)
+    return _prog(gn.gModule(xs + [c0, h0], [nn.CAddTable()(hs)]), [(2, 3)] * T + [(2, 4)] * 2)
+
+
+def _lstm_arrays(rng, T):
+    return [rng.standard_normal((2, 3)) for _ in range(T)] + [rng.standard_normal((2, 4)) for _ in range(2)]
+
+
+def _products_of_two_forward_values(prog):
+    """Products computed by backward whose two factors no gradient flows into."""
+    from graphnet.compile.passes.products import _context
+    free, _ = _context(prog)
+    forward = {v.id for v in prog.forward_values()}
+    return sum(isinstance(v.op, ops.Mul) and v.id not in forward and all(a.id in free for a in v.args)
+               for v in prog.values)
+
+
+def test_distribute_over_stacks_moves_the_gate_derivative_into_each_gate(rng):
+    T = 3
+    prog = simplify(_lstm_steps(T))
+    stacked = lambda p: sum(isinstance(v.op, ops.Mul) and any(isinstance(a.op, ops.Concat) for a in v.args)
+                            for v in p.values)
+    assert stacked(prog) == T                            # d[i f o] * sigmoid'(.) at every step
+    out = distribute_over_stacks(prog)
+    assert stacked(out) == 0
+    _same(prog, out, _lstm_arrays(rng, T))
+
+
+def test_reassociate_products_groups_forward_factors(rng):
+    T = 3
+    prog = distribute_over_stacks(simplify(_lstm_steps(T)))
+    out = reassociate_products(prog)
+    assert _products_of_two_forward_values(out) > _products_of_two_forward_values(prog)
+    # and those products are independent of each other: row batching computes them all at once
+    batched = batch_rows(out)
+    assert _products_of_two_forward_values(batched) < _products_of_two_forward_values(out)
+    _same(prog, batched, _lstm_arrays(rng, T))
+
+
+def test_flatten_stacks_makes_one_concat_of_nested_ones(rng):
+    x = gn.Input()
+    a, b, c = nn.Tanh()(x), nn.Sigmoid()(x), nn.Exp()(x)
+    y = nn.JoinTable(1)(nn.JoinTable(1)(a, b), c)
+    prog = _prog(gn.gModule([x], [y]), [(2, 3)])
+    fwd_concats = lambda p: sum(isinstance(v.op, ops.Concat) for v in p.forward_values())
+    assert fwd_concats(prog) == 2
+    out = flatten_stacks(prog)
+    assert fwd_concats(out) == 1
+    _same(prog, out, [rng.standard_normal((2, 3))])

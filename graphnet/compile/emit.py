@@ -113,8 +113,14 @@ class Emitted:
         function(f"def backward(saved{seeds}):", bwd, preset, grads, backward_tail, unpack,
                  fresh=[g for g in prog.input_grads if g is not None])
         if self.train:
-            # one function: forward, then backward, parameter gradients assigned (no zeroing pass needed)
-            function(f"def step({n_args}):", fwd + bwd, arg_names, grads + prog.outputs[:1],
+            # one function: forward, then backward, parameter gradients assigned (no zeroing pass needed);
+            # the seeds (d loss / d loss) are ones
+            ones = {}
+            for i, sd in enumerate(prog.seeds):
+                if sd is not None:
+                    env[f"_one{i}"] = np.ones(sd.shape, sd.dtype)
+                    ones[id(sd)] = f"_one{i}"
+            function(f"def step({n_args}):", fwd + bwd, {**arg_names, **ones}, grads + prog.outputs[:1],
                      lambda nm: grad_tail(True)(nm) + [(f"return {nm(prog.outputs[0])}", None)],
                      fresh=prog.outputs[:1])
         self.code = "\n".join(src) + "\n"

@@ -216,19 +216,13 @@ class TrainStep(Plan):
                              f"{model.label()} has {len(self.graph.outputs)} outputs")
 
     def _build(self, signature, interpret=False):
-        from .lower import lower, substitute
+        from .lower import lower
         from .pipeline import build_executable
-        from ..ops import Const
-        from .ir import Value
         prog = lower(self._graph_for(signature), signature, wrt_inputs=[False] * len(signature))
         out = prog.outputs[0]
         if out.shape != ():
             raise InputError(f"compile_train_step: the model's output must be a scalar loss, got shape {out.shape}")
-        seed = prog.seeds[0]
-        if seed is not None:                        # d loss / d loss = 1, known at compile time
-            one = Value(Const(np.ones((), out.dtype)), (), (), out.dtype, seed.src)
-            prog.values[prog.values.index(seed)] = one
-            prog = substitute(prog, {seed.id: one})
+        # the seed d loss / d loss stays a seed (the step passes 1): passes tell gradients apart by it
         return build_executable(prog, max(self.level, 0), train=True)
 
     def __call__(self, *arrays):

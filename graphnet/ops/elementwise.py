@@ -202,7 +202,10 @@ class Deriv(Op):
         return self.op.deriv_expr(*xy)
 
     elementwise = True
-    inplace = True
+
+    @property
+    def inplace(self):
+        return getattr(self.op, "deriv_inplace", True)
 
     def expr_out(self, out, k, *xy):
         return self.op.deriv_out(out, k, *xy)
@@ -260,8 +263,9 @@ class Sigmoid(Unary):
         h = k(0.5)
         return f"np.multiply({x}, {h}, {o}); np.tanh({o}, {o}); np.multiply({o}, {h}, {o}); np.add({o}, {h}, {o})"
 
-    def deriv_out(self, o, k, y):
-        return None            # y (1 - y) reads y after the first write: no single-pass form worth it
+    deriv_inplace = False      # y (1 - y) reads y after its first write
+
+    def deriv_out(self, o, k, y): return f"np.subtract({k(1.0)}, {y}, {o}); np.multiply({o}, {y}, {o})"
 
 
 class ReLU(Unary):

@@ -3,12 +3,13 @@ from .batch import sum_of_gemms
 from .cse import cse
 from .dce import dce
 from .fold import fold_constants
+from .products import distribute_over_stacks, reassociate_products
 from .rows import batch_rows, hoist_invariants, sum_of_reductions
-from .simplify import simplify
+from .simplify import flatten_stacks, simplify
 
 PASSES = {
     0: [],
     1: [dce, fold_constants, simplify, cse, dce],
-    2: [dce, fold_constants, simplify, cse, batch_rows, hoist_invariants, batch_rows, sum_of_reductions,
-        sum_of_gemms, fold_constants, cse, dce],
+    2: [dce, fold_constants, simplify, cse, distribute_over_stacks, reassociate_products, flatten_stacks, batch_rows,
+        hoist_invariants, batch_rows, sum_of_reductions, sum_of_gemms, fold_constants, cse, dce],
 }

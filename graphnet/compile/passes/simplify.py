@@ -6,7 +6,7 @@
 """
 from ...ops import AddN, Concat, Reshape, Scale, Transpose, Unslice
 from ..ir import Value
-from ..lower import clone, substitute
+from ..lower import clone, prune, substitute
 
 
 def _identity(v):
@@ -61,3 +61,30 @@ def _resolve(sub, v):
     while v.id in sub:
         v = sub[v.id]
     return v
+
+
+def flatten_stacks(prog):
+    """concat(concat(a, b), c) along one dim, the inner one used there alone -> concat(a, b, c): one stack,
+    which the memory plan can then fill in place."""
+    p = clone(prog)
+    users = {}
+    for v in p.values:
+        for a in v.args:
+            users[a.id] = users.get(a.id, 0) + 1
+    rooted = {v.id for v in p.outputs + p.input_grads + p.param_grads if v is not None}
+    changed = False
+    for v in p.values:
+        if not isinstance(v.op, Concat):
+            continue
+        d = v.op.dim % len(v.shape)
+        flat = []
+        for a in v.args:
+            if (isinstance(a.op, Concat) and a.op.dim % len(a.shape) == d and users.get(a.id) == 1
+                    and a.id not in rooted):
+                flat += list(a.args)
+            else:
+                flat.append(a)
+        if len(flat) != len(v.args):
+            v.args = tuple(flat)
+            changed = True
+    return prune(p) if changed else p

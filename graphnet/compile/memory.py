@@ -47,9 +47,12 @@ def plan_memory(values, preset, keep, fresh, exprs, outs, prefix) -> Layout:
     buffered = {id(v) for v in values if id(v) in mine and not v.op.view and outs.get(id(v)) is not None
                 and id(v) not in fresh_roots and v.shape is not None}
     pieces = _stacked_in_place(values, buffered)
-    for p, (c, _) in pieces.items():
-        root[p] = id(c)
     stacks = {id(c) for c, _ in pieces.values()}
+    for p in pieces:                            # a piece lives in the outermost stack that holds it
+        top = p
+        while top in pieces:
+            top = id(pieces[top][0])
+        root[p] = top
     keep_ids = {id(k) for k in keep}
     last = {}
     for i, v in enumerate(values):
@@ -90,6 +93,19 @@ def plan_memory(values, preset, keep, fresh, exprs, outs, prefix) -> Layout:
         lay.views[name] = (array, (slice(None),) * d + (slice(start, stop),))
         return name
 
+    home_of = {}
+
+    def home(c):
+        """The array (or view of an enclosing stack's array) a stack's pieces are written into."""
+        if id(c) not in home_of:
+            if id(c) in pieces:
+                outer, slot = pieces[id(c)]
+                home_of[id(c)] = view_of(home(outer), outer, slot)
+            else:
+                home_of[id(c)] = owner[id(c)] = take(c)
+            fixed.add(home_of[id(c)])
+        return home_of[id(c)]
+
     def fresh_name():
         if free_names:
             return free_names.pop()
@@ -102,15 +118,13 @@ def plan_memory(values, preset, keep, fresh, exprs, outs, prefix) -> Layout:
             continue
         args = [lay.names[id(a)] for a in v.args]
         vid = id(v)
-        if vid in pieces:
+        if vid in stacks:                      # a stack whose pieces were written into it
+            name, code = home(v), None
+        elif vid in pieces:
             c, slot = pieces[vid]
-            if id(c) not in owner:
-                owner[id(c)] = take(c)
-            name = view_of(owner[id(c)], c, slot)
+            name = view_of(home(c), c, slot)
             fixed.add(name)
             code = outs[vid](name, args)
-        elif vid in stacks:                    # a stack whose pieces were written into it
-            name, code = owner[vid], None
         elif v.op.always_view and args[0] in fixed:
             name, code = f"{prefix}v{len(lay.derived) + 1}", None   # a view of a preallocated array: made once
             lay.derived[name] = (args[0], v.op)
@@ -148,16 +162,18 @@ def _in_place(v, i, root, owner, last, keep_ids):
 
 
 def _stacked_in_place(values, buffered):
-    """Inputs of a Concat to be written straight into its array: id(piece) -> (concat, slot)."""
-    pieces = {}
+    """Inputs of a Concat to be written straight into its array: id(piece) -> (concat, slot). A piece may be
+    a stack itself (its own pieces then go straight into the enclosing array)."""
+    pieces, stacks = {}, set()
     for c in values:
         if not isinstance(c.op, Concat) or id(c) not in buffered:
             continue
         ids = [id(a) for a in c.args]
         if len(set(ids)) != len(ids):
             continue
-        if all(id(a) in buffered and a.op.elementwise and not isinstance(a.op, Concat) and id(a) not in pieces
-               for a in c.args):
+        if all(id(a) not in pieces and (id(a) in stacks or id(a) in buffered and a.op.elementwise
+                                        and not isinstance(a.op, Concat)) for a in c.args):
+            stacks.add(id(c))
             for slot, a in enumerate(c.args):
                 pieces[id(a)] = (c, slot)
     return pieces

@@ -12,7 +12,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from ...ops import AddN, Concat, Const, MatMul, Slice, Sum
+from ...ops import AddN, Concat, Const, MatMul, Seed, Slice, Sum
 from ..ir import Value
 from ..lower import clone, prune, rewire
 
@@ -92,22 +92,33 @@ def concats_of(values):
             for v in values if isinstance(v.op, Concat) and v.op.dim == 0}
 
 
-def best_order(items, positions, existing={}):
-    """``items`` (values) ordered so that stacking their args at ``positions`` copies least: the row order of
-    the blocks one of those args is cut from, the order one of those args was made in, or program order (the
-    first of the cheapest wins; a stack the program makes already is free, and its order is tried first). Returns (items, {position: stack}, copies)."""
+def gradient_ids(values):
+    """Ids of the values a gradient flows into (descendants of a seed): made in reverse time order."""
+    grad = set()
+    for v in values:
+        if isinstance(v.op, Seed) or any(a.id in grad for a in v.args):
+            grad.add(v.id)
+    return grad
+
+
+def best_order(items, positions, existing={}, grad=frozenset()):
+    """``items`` (values) ordered so that stacking their args at ``positions`` copies least. Tried in turn
+    (the first of the cheapest wins): the row order of the blocks one of those args is cut from; the time order
+    of one of those args (forward values' first; gradients are made last step first); the order of a stack the
+    program makes already (free to share); program order. Returns (items, {position: stack}, copies)."""
     orders = []
-    for j in positions:                        # the order of a stack the program makes already
-        made = existing.get(frozenset(v.args[j].id for v in items))
-        if made is not None and len(made) == len(items):
-            orders.append(sorted(items, key=lambda v: made.index(v.args[j].id)))
     for j in positions:
         if all(row_block(v.args[j]) for v in items):
             orders.append(sorted(items, key=lambda v: (row_block(v.args[j])[0].id, row_block(v.args[j])[1])))
-    # the order the args were made in (time order, in a recurrence), forward values' first
+    def time(a):                               # gradients are made last step first
+        return -a.id if a.id in grad else a.id
     for j in sorted(positions, key=lambda j: min(v.args[j].id for v in items)):
         if not all(isinstance(v.args[j].op, Const) for v in items):
-            orders.append(sorted(items, key=lambda v: v.args[j].id))
+            orders.append(sorted(items, key=lambda v: time(v.args[j])))
+    for j in positions:
+        made = existing.get(frozenset(v.args[j].id for v in items))
+        if made is not None and len(made) == len(items):
+            orders.append(sorted(items, key=lambda v: made.index(v.args[j].id)))
     orders.append(list(items))
     best = None
     for order in orders:
@@ -132,6 +143,7 @@ def sum_of_gemms(prog):
     sub, inserted = {}, []
     present = {v.id for v in p.values}
     existing = concats_of(p.values)
+    grad = gradient_ids(p.values)
     for v in list(p.values):
         if not isinstance(v.op, AddN):
             continue
@@ -141,14 +153,14 @@ def sum_of_gemms(prog):
                 and len(a.args[0].shape) == 2 and private(a)]
         parts = [a for a in v.args if a not in gemms and a not in sums]
         if len(gemms) >= MIN_GROUP:
-            _, st, _ = best_order(gemms, [0, 1], existing)
+            _, st, _ = best_order(gemms, [0, 1], existing, grad)
             parts.append(Value(MatMul(True, False), (st[0], st[1]), v.shape, v.dtype, v.src))
             inserted += [x for x in (st[0], st[1]) if x.id not in present] + [parts[-1]]
             existing.update(concats_of([st[0], st[1]]))
         else:
             parts += gemms
         if len(sums) >= MIN_GROUP:
-            _, st, _ = best_order(sums, [0], existing)
+            _, st, _ = best_order(sums, [0], existing, grad)
             parts.append(Value(Sum(0, False), (st[0],), v.shape, v.dtype, v.src))
             inserted += [x for x in (st[0],) if x.id not in present] + [parts[-1]]
             existing.update(concats_of([st[0]]))

@@ -10,18 +10,15 @@ Pure algebra on the IR: nothing here knows a layer.
 """
 from collections import defaultdict
 
-from ...ops import Concat, Mul, Seed, Slice
+from ...ops import Concat, Mul, Slice
 from ..ir import Value
 from ..lower import clone, prune, rewire
-from .batch import toposort
+from .batch import gradient_ids, toposort
 
 
 def _context(p):
     """(ids of values no gradient flows into, use counts)."""
-    grad = set()
-    for v in p.values:
-        if isinstance(v.op, Seed) or any(a.id in grad for a in v.args):
-            grad.add(v.id)
+    grad = gradient_ids(p.values)
     fwd = {v.id for v in p.values if v.id not in grad}
     users = defaultdict(int)
     for v in p.values:

@@ -16,7 +16,7 @@ from collections import defaultdict
 from ...ops import Add, AddN, Mean, Scale, Slice, Sum
 from ..ir import Value
 from ..lower import clone, prune, rewire
-from .batch import best_order, concats_of, row_block as _row_slice, toposort as _toposort
+from .batch import best_order, concats_of, gradient_ids, row_block as _row_slice, toposort as _toposort
 
 MAX_ROUNDS = 16
 
@@ -75,6 +75,7 @@ def _one_round(p, patterns):
     values = list(p.values)
     present = {v.id for v in values}
     existing = concats_of(values)
+    grad = gradient_ids(values)
     fwd = {id(v) for v in p.forward_values()}
     order = {v.id: i for i, v in enumerate(values)}
     graph = _Ancestry(values)
@@ -101,7 +102,7 @@ def _one_round(p, patterns):
             above |= graph.anc[m.id]
         if len(chosen) < 2:
             continue
-        chosen, stacks, copies = best_order(chosen, [j for j, r in enumerate(pattern) if r], existing)
+        chosen, stacks, copies = best_order(chosen, [j for j, r in enumerate(pattern) if r], existing, grad)
         first = chosen[0]
         if (0 if first.op.view else len(chosen) - 1) - copies <= 0 and (copies or not first.op.view):
             continue                          # no numpy call saved

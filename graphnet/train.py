@@ -21,6 +21,9 @@ from .node import Input
 class Learner:
     """``Learner(model, loss, optimizer).fit(train, epochs, valid=None)``.
 
+    ``progress``: a bar per epoch (tqdm's when tqdm is installed, else a one-line bar drawn on a terminal) and
+    one line per epoch with the train and validation loss and accuracy, written to ``file`` (default stdout).
+
     ``train`` / ``valid``: an iterable of (inputs, targets) batches that can be walked once per epoch (a
     ``graphnet.data.DataLoader``), or a tuple of two arrays (inputs, targets), batched here by ``batch_size``
     (training batches shuffled each epoch with graphnet's generator: ``gn.manual_seed`` makes it reproducible).
@@ -53,9 +56,18 @@ class Learner:
             batches = self._batches(train, shuffle=True)
             total = _length(batches)
             meter = _Meter()
+            tqdm = _tqdm() if self.progress else None
+            if tqdm is not None:                  # tqdm draws the bar when it is installed; else our own
+                batches = tqdm(batches, total=total, desc=f"epoch {epoch}/{epochs}", file=self._out(),
+                               leave=False, unit="batch")
             for i, (xb, tb) in enumerate(batches):
                 meter.add(*self._train_step(xb, tb), tb)
-                self._bar(epoch, epochs, i + 1, total, meter)
+                if tqdm is not None:
+                    batches.set_postfix(loss=f"{meter.result()['loss']:.4f}", refresh=False)
+                else:
+                    self._bar(epoch, epochs, i + 1, total, meter)
+            if tqdm is not None:
+                batches.close()
             self._record("train", meter)
             if valid is not None:
                 self._record("valid", self._evaluate(valid))
@@ -214,6 +226,15 @@ def _correct(pred, target):
     else:
         return None
     return int(np.sum(pred.argmax(1) == labels))
+
+
+def _tqdm():
+    """tqdm's progress bar class, or None when tqdm is not installed."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm
 
 
 def _length(batches):

@@ -86,7 +86,8 @@ class _Tty(io.StringIO):
         return True
 
 
-def test_progress_bar_and_epoch_lines(rng):
+def test_progress_bar_and_epoch_lines(rng, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tqdm", None)          # as if tqdm were not installed: our own bar
     x, t = _blobs(rng, 40)
     out = _Tty()
     _learner(batch_size=10, file=out).fit((x, t), 2, valid=(x, t))
@@ -99,6 +100,42 @@ def test_progress_bar_and_epoch_lines(rng):
     quiet = io.StringIO()
     _learner(batch_size=10, file=quiet, progress=False).fit((x, t), 1)
     assert quiet.getvalue() == ""
+
+
+class _FakeTqdm:
+    """Records how the Learner drives tqdm: the iterable, its options, the postfix, close()."""
+    made = []
+
+    def __init__(self, iterable, **options):
+        self.iterable, self.options, self.postfix, self.closed = iterable, options, [], False
+        _FakeTqdm.made.append(self)
+
+    def __iter__(self):
+        return iter(self.iterable)
+
+    def set_postfix(self, **fields):
+        self.postfix.append(fields)
+
+    def close(self):
+        self.closed = True
+
+
+def test_tqdm_draws_the_bar_when_installed(rng, monkeypatch):
+    _FakeTqdm.made = []
+    monkeypatch.setitem(sys.modules, "tqdm", types.SimpleNamespace(tqdm=_FakeTqdm))
+    x, t = _blobs(rng, 40)
+    out = _Tty()
+    history = _learner(batch_size=10, file=out).fit((x, t), 2, valid=(x, t))
+    assert len(_FakeTqdm.made) == 2 and all(bar.closed for bar in _FakeTqdm.made)
+    first = _FakeTqdm.made[0]
+    assert first.options["total"] == 4 and first.options["desc"] == "epoch 1/2" and first.options["file"] is out
+    assert len(first.postfix) == 4 and float(first.postfix[-1]["loss"]) == pytest.approx(history["train_loss"][0],
+                                                                                          abs=1e-4)
+    text = out.getvalue()
+    assert "\repoch 1/2 [" not in text and "epoch 2/2  train_loss" in text   # tqdm's bar, not ours
+    _FakeTqdm.made = []
+    _learner(batch_size=10, file=io.StringIO(), progress=False).fit((x, t), 1)
+    assert _FakeTqdm.made == []                                # progress=False: no bar at all
 
 
 def test_plot_history_needs_matplotlib(rng, monkeypatch, tmp_path):

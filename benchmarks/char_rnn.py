@@ -217,6 +217,8 @@ def main(argv=None):
 
     check = "" if args.no_check else check_agreement(args)
     runs = contenders(args, np.dtype(args.dtype).type)
+    for fn in runs.values():          # compile and allocate first, so that the round count sees warm calls
+        fn()
     times = time_alternating(runs, max_reps=args.reps, budget_s=args.budget, min_reps=min(5, args.reps))
     base = median_ms(next(iter(times.values())))
     rows = [[name, fmt_ms(median_ms(ts)), fmt_ms(1e3 * min(ts)), f"{median_ms(ts) / base:.2f}x"]

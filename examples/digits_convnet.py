@@ -12,11 +12,6 @@ import numpy as np
 
 import graphnet as gn
 from graphnet import nn
-from graphnet.nn.containers import Sequential
-from graphnet.nn.conv import SpatialConvolution, SpatialMaxPooling
-from graphnet.nn.norm import BatchNormalization
-from graphnet.optim import Adam
-from graphnet.train import Learner
 
 
 def load_digits():
@@ -30,11 +25,11 @@ def load_digits():
     return x, np.asarray(digits.target, np.int64)
 
 
-def build_model(filters: int = 16) -> Sequential:
-    return Sequential(
-        SpatialConvolution(1, filters, 3, 3, ph=1, pw=1), BatchNormalization(filters), nn.ReLU(),
-        SpatialMaxPooling(2, 2),                                                   # (filters, 4, 4)
-        SpatialConvolution(filters, filters, 3, 3, ph=1, pw=1), nn.ReLU(),
+def build_model(filters: int = 16) -> nn.Sequential:
+    return nn.Sequential(
+        nn.SpatialConvolution(1, filters, 3, 3, ph=1, pw=1), nn.BatchNormalization(filters), nn.ReLU(),
+        nn.SpatialMaxPooling(2, 2),                                             # (filters, 4, 4)
+        nn.SpatialConvolution(filters, filters, 3, 3, ph=1, pw=1), nn.ReLU(),
         nn.View(-1, filters * 16), nn.Linear(filters * 16, 10))
 
 
@@ -51,8 +46,8 @@ def main(epochs: int = 10, batch_size: int = 32, lr: float = 3e-3, seed: int = 0
     x, y = x[order], y[order]
     cut = int(0.8 * len(x))
     model = build_model()
-    learner = Learner(model, nn.CrossEntropyCriterion(), Adam(model.parameters(), lr=lr), batch_size=batch_size,
-                      progress=progress)
+    learner = gn.Learner(model, nn.CrossEntropyCriterion(), gn.optim.Adam(model.parameters(), lr=lr),
+                         batch_size=batch_size, progress=progress)
     t0 = time.perf_counter()
     history = learner.fit((x[:cut], y[:cut]), epochs, valid=(x[cut:], y[cut:]))
     seconds = time.perf_counter() - t0

@@ -12,14 +12,12 @@ import numpy as np
 
 import graphnet as gn
 from graphnet import nn
-from graphnet.nn.conv import SpatialConvolution, SpatialMaxPooling
-from graphnet.optim import Adam
 
 
 def build(channels: int = 3, size: int = 32, filters: int = 16, hidden: int = 64, classes: int = 10):
     image = gn.Input((None, channels, size, size), name="image")
     label = gn.Input((None,), name="label")
-    features = SpatialMaxPooling(2, 2)(nn.ReLU()(SpatialConvolution(channels, filters, 7, 7)(image)))
+    features = nn.SpatialMaxPooling(2, 2)(nn.ReLU()(nn.SpatialConvolution(channels, filters, 7, 7)(image)))
     side = (size - 6) // 2
     flat = nn.View(-1, filters * side * side)(features)
     scores = nn.Linear(hidden, classes)(nn.ReLU()(nn.Linear(filters * side * side, hidden)(flat)))
@@ -34,7 +32,7 @@ def main(batch: int = 8, size: int = 32, steps: int = 30, lr: float = 1e-3, seed
     y = rng.integers(0, 10, batch)
     model = build(size=size)
     step = gn.compile_train_step(model)
-    opt = Adam(model.parameters(), lr=lr)
+    opt = gn.optim.Adam(model.parameters(), lr=lr)
     t0 = time.perf_counter()
     losses = []
     for i in range(steps):

@@ -13,9 +13,6 @@ import numpy as np
 
 import graphnet as gn
 from graphnet import nn
-from graphnet.nn.containers import Sequential
-from graphnet.optim import SGD
-from graphnet.train import Learner
 
 
 def make_data(n: int, rng: np.random.Generator):
@@ -25,15 +22,15 @@ def make_data(n: int, rng: np.random.Generator):
     return x, np.eye(2, dtype=np.float32)[inside.astype(int)]
 
 
-def build_model(hidden: int = 25) -> Sequential:
-    return Sequential(nn.Linear(2, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+def build_model(hidden: int = 25) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(2, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
                       nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 2))
 
 
 def train_graphnet(train, valid, epochs, lr, batch_size, progress):
     model = build_model()
-    learner = Learner(model, nn.MSECriterion(), SGD(model.parameters(), lr=lr), batch_size=batch_size,
-                      progress=progress)
+    learner = gn.Learner(model, nn.MSECriterion(), gn.optim.SGD(model.parameters(), lr=lr),
+                         batch_size=batch_size, progress=progress)
     history = learner.fit(train, epochs, valid=valid)
     return history["valid_acc"][-1], max(history["valid_acc"])
 

@@ -49,7 +49,7 @@ class Emitted:
         src, linemap = [], {}
         self.schedule = []        # (function, value, variable name): the order values run in, and their buffers
 
-        self.arrays_bytes = {}
+        self.arrays_bytes, self.layouts = {}, {}
 
         def function(header, values, preset, keep, tail, prelude=(), fresh=()):
             """Emit one function: ``values`` in order, in arrays laid out by ``plan_memory`` (keep: live to the
@@ -58,13 +58,15 @@ class Emitted:
             lay = plan_memory(values, preset, keep, fresh, exprs, outs, prefix=f"_{fn[0].upper()}")
             for name, (shape, dtype) in lay.arrays.items():
                 env[name] = np.empty(shape, dtype)
-            for name, (array, index) in lay.views.items():
-                env[name] = env[array][index]
+            for name, (base, view) in lay.views.items():
+                env[name] = view(env[base])
             for name, (base, op) in lay.derived.items():
                 env[name] = op.forward(env[base])
             self.arrays_bytes[fn] = lay.nbytes()
+            self.layouts[fn] = {"arrays": len(lay.arrays), "bytes": lay.nbytes(), "in_place_writes": lay.in_place,
+                                "stacks_written_in_place": lay.stacks_in_place}
             names = lay.names
-            self.schedule.extend((fn, v, names[id(v)]) for _, v in lay.lines)
+            self.schedule.extend((fn, v, lay.buffer[id(v)]) for _, v in lay.lines)
             src.append(header)
             src.extend("    " + line for line in prelude)
             for line, v in lay.lines:
@@ -133,6 +135,8 @@ class Emitted:
         self._copy_in = [g is not None and _is_view(g) for g in prog.input_grads]
         self.stats.update(_memory_stats(fwd, bwd, saved, prog))
         self.stats["bytes_preallocated"] = dict(self.arrays_bytes)
+        self.stats["memory"] = dict(self.layouts)
+        self.stats["batched_groups"] = prog.meta.get("batched_groups", 0)
 
     @staticmethod
     def _expr_of(v, env, pidx):

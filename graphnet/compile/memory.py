@@ -22,9 +22,13 @@ class Layout:
     def __init__(self):
         self.names = {}               # id(value) -> variable name (a preallocated array's name, or t<k>)
         self.lines = []               # (code or None, value) in schedule order
-        self.arrays = {}              # name -> (shape, dtype) preallocated once
-        self.views = {}               # name -> (array name, index tuple): fixed views into preallocated arrays
+        self.buffer = {}              # id(value) -> the preallocated block it lives in (else its variable)
+        self.arrays = {}              # block name -> ((elements,), dtype): flat arrays preallocated once
+        self.blocks = {}              # block name -> dtype, while planning
+        self.views = {}               # name -> (name of a block or view, function of that array giving the view)
         self.derived = {}             # name -> (name of an array or view, op): a view op applied once, at build
+        self.stacks_in_place = 0      # stacks whose pieces were written straight into them (no copy)
+        self.in_place = 0             # values written over an input that died there
 
     def nbytes(self) -> int:
         return sum(int(np.prod(s, dtype=np.int64)) * np.dtype(d).itemsize for s, d in self.arrays.values())
@@ -48,11 +52,15 @@ def plan_memory(values, preset, keep, fresh, exprs, outs, prefix) -> Layout:
                 and id(v) not in fresh_roots and v.shape is not None}
     pieces = _stacked_in_place(values, buffered)
     stacks = {id(c) for c, _ in pieces.values()}
-    for p in pieces:                            # a piece lives in the outermost stack that holds it
-        top = p
-        while top in pieces:
-            top = id(pieces[top][0])
-        root[p] = top
+    lay.stacks_in_place = len(stacks)
+    for v in values:                            # again, now that pieces live in their stacks' arrays
+        if id(v) in pieces:                     # a piece lives in the outermost stack that holds it
+            top = id(v)
+            while top in pieces:
+                top = id(pieces[top][0])
+            root[id(v)] = top
+        elif id(v) in mine and v.op.view and v.args:
+            root[id(v)] = root.get(id(v.args[0]), id(v.args[0]))
     keep_ids = {id(k) for k in keep}
     last = {}
     for i, v in enumerate(values):
@@ -75,22 +83,39 @@ def plan_memory(values, preset, keep, fresh, exprs, outs, prefix) -> Layout:
     fixed = set()                               # names bound once for the plan's life: arrays and their views
     free_names, n_names = [], [0]
 
+    size = {}                                   # block name -> elements (grown while planning)
+
     def take(v):
-        key = (tuple(v.shape), np.dtype(v.dtype).str)
-        if free_arrays[key]:
-            return free_arrays[key].pop()
-        count[0] += 1
-        name = f"{prefix}{count[0]}"
-        lay.arrays[name] = key
+        """A block for v (the smallest free one big enough, else the largest free one, grown, else a new one)
+        and the name of v's view of it."""
+        n, dt = int(np.prod(v.shape, dtype=np.int64)), np.dtype(v.dtype).str
+        blocks = free_arrays[dt]
+        fits = [b for b in blocks if size[b] >= n]
+        if fits:
+            block = min(fits, key=size.get)
+        elif blocks:
+            block = max(blocks, key=size.get)
+            size[block] = n
+        else:
+            count[0] += 1
+            block = f"{prefix}{count[0]}"
+            size[block] = n
+        if block in blocks:
+            blocks.remove(block)
+        lay.blocks[block] = dt
+        name = f"{block}_{len(lay.views)}"
+        shape = tuple(v.shape)
+        lay.views[name] = (block, lambda a, n=n, shape=shape: a[:n].reshape(shape))
         fixed.add(name)
-        return name
+        return block, name
 
     def view_of(array, c, slot):
         d = c.op.dim % len(c.shape)
         start = sum(a.shape[d] for a in c.args[:slot])
         stop = start + c.args[slot].shape[d]
         name = f"{array}_{d}_{start}_{stop}"
-        lay.views[name] = (array, (slice(None),) * d + (slice(start, stop),))
+        index = (slice(None),) * d + (slice(start, stop),)
+        lay.views[name] = (array, lambda a, index=index: a[index])
         return name
 
     home_of = {}
@@ -102,7 +127,7 @@ def plan_memory(values, preset, keep, fresh, exprs, outs, prefix) -> Layout:
                 outer, slot = pieces[id(c)]
                 home_of[id(c)] = view_of(home(outer), outer, slot)
             else:
-                home_of[id(c)] = owner[id(c)] = take(c)
+                owner[id(c)], home_of[id(c)] = take(c)
             fixed.add(home_of[id(c)])
         return home_of[id(c)]
 
@@ -130,10 +155,12 @@ def plan_memory(values, preset, keep, fresh, exprs, outs, prefix) -> Layout:
             lay.derived[name] = (args[0], v.op)
             fixed.add(name)
         elif vid in buffered:
-            name = _in_place(v, i, root, owner, last, keep_ids) if v.op.inplace else None
-            if name is None:
-                name = take(v)
-            owner[vid] = name
+            over = _in_place(v, i, root, owner, last, keep_ids) if v.op.inplace else None
+            if over is None:
+                owner[vid], name = take(v)
+            else:
+                owner[vid], name = owner.pop(id(over)), lay.names[id(over)]
+                lay.in_place += 1
             code = outs[vid](name, args)
         else:
             for a in {id(a): a for a in v.args}.values():
@@ -144,20 +171,22 @@ def plan_memory(values, preset, keep, fresh, exprs, outs, prefix) -> Layout:
                 free_names.append(name)
             code = f"{name} = {make(args)}"
         lay.names[vid] = name
+        lay.buffer[vid] = owner.get(root.get(vid, vid), name)
         lay.lines.append((code, v))
         for r in {root.get(id(a), id(a)) for a in v.args} | {root[vid]}:
-            if last.get(r) == i and r in owner:     # dead: its array is free for later values
-                arr = owner.pop(r)
-                free_arrays[lay.arrays[arr]].append(arr)
+            if last.get(r) == i and r in owner:     # dead: its block is free for later values
+                block = owner.pop(r)
+                free_arrays[lay.blocks[block]].append(block)
+    lay.arrays = {b: ((size[b],), dt) for b, dt in lay.blocks.items()}
     return lay
 
 
 def _in_place(v, i, root, owner, last, keep_ids):
-    """An input's array to write v over: one that dies here, of v's shape and dtype, owned outright."""
+    """An input to write v over: one that dies here, of v's shape and dtype, whose block it owns outright."""
     for a in v.args:
         if (root.get(id(a)) == id(a) and id(a) in owner and last.get(id(a)) == i and id(a) not in keep_ids
                 and tuple(a.shape) == tuple(v.shape) and a.dtype == v.dtype):
-            return owner.pop(id(a))
+            return a
     return None
 
 

@@ -344,7 +344,7 @@ class Exp(Unary):
     def fn(self, x): return np.exp(x)
     def expr(self, x): return f"np.exp({x})"
     def deriv(self, y): return y
-    def deriv_expr(self, y): return y
+    def vjp(self, b, g, y, x): return (b(Mul(), g, y),)     # exp' is y itself: no Deriv value aliasing y
 
 
 class Log(Unary):

@@ -140,11 +140,13 @@ def _one_round(p, patterns):
 
 def batch_rows(prog):
     p = clone(prog)
-    patterns = {}
+    patterns, merged = {}, 0
     for _ in range(MAX_ROUNDS):
         p, n = _one_round(p, patterns)
+        merged += n
         if not n:
             break
+    p.meta["batched_groups"] = p.meta.get("batched_groups", 0) + merged     # for plan.stats()
     return p
 
 

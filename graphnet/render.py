@@ -423,13 +423,27 @@ def signature(graph, inputs=None, what="render(which='backward')"):
             raise RenderError(f"{what}: {graph.label()} takes {len(graph.inputs)} inputs, "
                               f"got {len(arrays)} arrays in inputs=")
         return [(a.shape, a.dtype) for a in arrays]
+    if any(n.shape is None for n in graph.inputs):
+        last = _last_run(graph)              # the arrays the module last ran on, where it has run
+        if last is not None and len(last) == len(graph.inputs):
+            return [(np.shape(a), np.asarray(a).dtype) for a in last]
     sig = []
     for n in graph.inputs:
         if n.shape is None:
             raise RenderError(f"{what} needs concrete shapes: input '{n.display_name()}' "
-                              f"(built at {n.site}) declares none; give gn.Input(shape) or pass inputs=[arrays]", n)
+                              f"(built at {n.site}) declares none and the module has not run; give "
+                              f"gn.Input(shape), run forward first, or pass inputs=[arrays]", n)
         sig.append((tuple(1 if d is None else d for d in n.shape), np.dtype(np.float64)))
     return sig
+
+
+def _last_run(module):
+    """The input arrays of the module's latest forward, or None."""
+    for plan in getattr(module, "_plans", {}).values():
+        last = getattr(plan, "_last", None)
+        if last is not None and last[1] is not None:
+            return list(last[1])
+    return None
 
 
 def _draw_backward(dot, graph, inputs, hl, title):

@@ -584,3 +584,13 @@ def test_without_debug_errors_are_untouched(tmp_path):
     with debug(directory=tmp_path):
         cell.forward([np.zeros((2, 3)), np.zeros((2, 2)), np.zeros((2, 2))])
     assert os.listdir(tmp_path) == []
+
+
+def test_backward_drawing_takes_the_shapes_of_the_last_run(tmp_path):
+    x, h = gn.Input(name="x"), gn.Input(name="h")          # no shapes declared
+    g = gn.gModule([x, h], [nn.Tanh()(nn.Linear(3, 2)(x) + h)])
+    with pytest.raises(gn.RenderError, match="declares none and the module has not run"):
+        to_dot(g, which="backward")
+    g.forward([np.zeros((4, 3)), np.zeros((4, 2))])
+    src = to_dot(g, which="backward").source
+    assert "(4, 2)" in src and "(4, 3)" in src

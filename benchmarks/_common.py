@@ -25,19 +25,8 @@ from graphnet import nn                        # noqa: E402
 
 
 def build_lstm(input_size: int, H: int):
-    """nngraph's LSTM cell (the seed's spelling, as in tests/test_lstm_parity.py): gates i, f, o, g."""
-    x, prev_c, prev_h = gn.Input(), gn.Input(), gn.Input()
-    i2h = nn.Linear(input_size, 4 * H)(x)
-    h2h = nn.Linear(H, 4 * H)(prev_h)
-    preact = nn.CAddTable()(i2h, h2h)
-    gates = nn.Sigmoid()(nn.Narrow(1, 0, 3 * H)(preact))
-    in_transform = nn.Tanh()(nn.Narrow(1, 3 * H, H)(preact))
-    in_gate = nn.Narrow(1, 0, H)(gates)
-    forget_gate = nn.Narrow(1, H, H)(gates)
-    out_gate = nn.Narrow(1, 2 * H, H)(gates)
-    next_c = nn.CAddTable()(nn.CMulTable()(forget_gate, prev_c), nn.CMulTable()(in_gate, in_transform))
-    next_h = nn.CMulTable()(out_gate, nn.Tanh()(next_c))
-    return gn.gModule([x, prev_c, prev_h], [next_c, next_h])
+    """nngraph's LSTM cell (the seed's spelling, in graphnet.rnn): gates i, f, o, g."""
+    return gn.rnn.lstm_cell(input_size, H)
 
 
 def linears(graph) -> list:

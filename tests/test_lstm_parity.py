@@ -11,18 +11,8 @@ pytestmark = pytest.mark.parity
 
 
 def build_lstm(input_size, H):
-    x, prev_c, prev_h = gn.Input(), gn.Input(), gn.Input()
-    i2h = nn.Linear(input_size, 4 * H)(x)
-    h2h = nn.Linear(H, 4 * H)(prev_h)
-    preact = nn.CAddTable()(i2h, h2h)
-    gates = nn.Sigmoid()(nn.Narrow(1, 0, 3 * H)(preact))
-    in_transform = nn.Tanh()(nn.Narrow(1, 3 * H, H)(preact))
-    in_gate = nn.Narrow(1, 0, H)(gates)
-    forget_gate = nn.Narrow(1, H, H)(gates)
-    out_gate = nn.Narrow(1, 2 * H, H)(gates)
-    next_c = nn.CAddTable()(nn.CMulTable()(forget_gate, prev_c), nn.CMulTable()(in_gate, in_transform))
-    next_h = nn.CMulTable()(out_gate, nn.Tanh()(next_c))
-    return gn.gModule([x, prev_c, prev_h], [next_c, next_h])
+    """nngraph's LSTM cell, as graphnet.rnn spells it (Linear i2h/h2h, CAddTable, Narrow, Sigmoid, Tanh, CMulTable)."""
+    return gn.rnn.lstm_cell(input_size, H)
 
 
 def _linears(cell):

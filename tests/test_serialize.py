@@ -18,19 +18,8 @@ B = 4
 # --- helpers ----------------------------------------------------------------------------------------------------
 
 def lstm(D=3, H=2):
-    """The LSTM cell of API.md."""
-    x, prev_c, prev_h = gn.Input(name="x"), gn.Input(name="prev_c"), gn.Input(name="prev_h")
-    i2h = nn.Linear(D, 4 * H)(x)
-    h2h = nn.Linear(H, 4 * H)(prev_h)
-    preact = nn.CAddTable()(i2h, h2h)
-    gates = nn.Sigmoid()(nn.Narrow(1, 0, 3 * H)(preact))
-    in_transform = nn.Tanh()(nn.Narrow(1, 3 * H, H)(preact))
-    in_gate = nn.Narrow(1, 0, H)(gates)
-    forget_gate = nn.Narrow(1, H, H)(gates)
-    out_gate = nn.Narrow(1, 2 * H, H)(gates)
-    next_c = nn.CAddTable()(nn.CMulTable()(forget_gate, prev_c), nn.CMulTable()(in_gate, in_transform))
-    next_h = nn.CMulTable()(out_gate, nn.Tanh()(next_c))
-    return gn.gModule([x, prev_c, prev_h], [next_c, next_h])
+    """The LSTM cell of API.md (graphnet.rnn builds it node by node)."""
+    return gn.rnn.lstm_cell(D, H)
 
 
 def roundtrip(module, tmp_path, name="m.gnet"):

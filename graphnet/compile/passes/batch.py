@@ -47,6 +47,17 @@ def toposort(values):
     return out
 
 
+def finish(p, new, sub):
+    """Add ``new`` values, send every use of a value in ``sub`` (id -> value) to its replacement, restore a
+    topological order and drop what is dead: how every rewriting pass ends."""
+    if not sub and not new:
+        return p
+    p.values = p.values + new
+    p = rewire(p, sub)
+    p.values = toposort(p.values)
+    return prune(p)
+
+
 def _users(values):
     users = defaultdict(list)
     for v in values:
@@ -173,7 +184,4 @@ def sum_of_gemms(prog):
     for v in p.values:               # a one-argument sum is its argument
         if isinstance(v.op, AddN) and len(v.args) == 1:
             sub[v.id] = v.args[0]
-    p.values = p.values + inserted
-    p = rewire(p, sub)
-    p.values = toposort(p.values)
-    return prune(p)
+    return finish(p, inserted, sub)

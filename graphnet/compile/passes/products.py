@@ -12,8 +12,8 @@ from collections import defaultdict
 
 from ...ops import Concat, Mul, Slice
 from ..ir import Value
-from ..lower import clone, prune, rewire
-from .batch import gradient_ids, toposort
+from ..lower import clone
+from .batch import finish, gradient_ids
 
 
 def _context(p):
@@ -42,15 +42,6 @@ def _split(m, fwd):
     return None
 
 
-def _finish(p, new, sub):
-    if not sub:
-        return p
-    p.values = p.values + new
-    p = rewire(p, sub)
-    p.values = toposort(p.values)
-    return prune(p)
-
-
 def distribute_over_stacks(prog):
     p = clone(prog)
     fwd, users = _context(p)
@@ -76,7 +67,7 @@ def distribute_over_stacks(prog):
         joined = Value(Concat(d), tuple(parts), v.shape, v.dtype, v.src)
         new.append(joined)
         sub[v.id] = joined
-    return _finish(p, new, sub)
+    return finish(p, new, sub)
 
 
 def reassociate_products(prog):
@@ -99,4 +90,4 @@ def reassociate_products(prog):
         new += [ab, out]
         sub[v.id] = out
         users[inner.id] -= 1
-    return _finish(p, new, sub)
+    return finish(p, new, sub)

@@ -15,8 +15,8 @@ from collections import defaultdict
 
 from ...ops import Add, AddN, Mean, Scale, Slice, Sum
 from ..ir import Value
-from ..lower import clone, prune, rewire
-from .batch import best_order, concats_of, gradient_ids, row_block as _row_slice, toposort as _toposort
+from ..lower import clone
+from .batch import best_order, concats_of, finish, gradient_ids, row_block as _row_slice
 
 MAX_ROUNDS = 16
 
@@ -130,12 +130,7 @@ def _one_round(p, patterns):
         new += made
         graph.merged(mask, big, values + new)
         n_merged += 1
-    if not n_merged:
-        return p, 0
-    p.values = values + new
-    p = rewire(p, sub)
-    p.values = _toposort(p.values)
-    return prune(p), n_merged
+    return finish(p, new, sub), n_merged
 
 
 def batch_rows(prog):
@@ -188,12 +183,7 @@ def hoist_invariants(prog):
         outer = Value(AddN(), (inner,) + rest, v.shape, v.dtype, v.src)
         new += [inner, outer]
         sub[v.id] = outer
-    if not sub:
-        return p
-    p.values = p.values + new
-    p = rewire(p, sub)
-    p.values = _toposort(p.values)
-    return prune(p)
+    return finish(p, new, sub)
 
 
 # --- sums of reductions ---------------------------------------------------------------------------------------
@@ -264,9 +254,4 @@ def sum_of_reductions(prog):
             if len(rest) > 1:
                 new.append(total)
             sub[v.id] = total
-    if not sub:
-        return p
-    p.values = p.values + new
-    p = rewire(p, sub)
-    p.values = _toposort(p.values)
-    return prune(p)
+    return finish(p, new, sub)

@@ -1,11 +1,13 @@
 """Memory plan for one generated function: which value lives in which preallocated array.
 
 Liveness over the function's schedule decides it. A value whose op can write into a given array
-(``Op.expr_out``) gets a preallocated array, allocated once per input signature and reused by later values of
-the same shape and dtype once everything reading it is dead; an elementwise op may write over an input that
-dies there (in place). A row or column stack (Concat) whose inputs are all computed here by elementwise ops is
-never copied: each input is written straight into its slice of the stack's array. Values handed back to the
-caller (outputs, returned gradients) and everything they are views of stay fresh arrays, which the caller owns.
+(``Op.expr_out``) gets a view of a flat block, preallocated once per input signature; a block is reused by
+later values of its dtype, whatever their shape (the smallest free block that fits, else the largest grown),
+once everything reading it, views included, is dead; an elementwise op may write over an input that dies there
+(in place). A row or column stack (Concat) whose inputs are all computed here by elementwise ops, or are such
+stacks themselves, is never copied: each input is written straight into its slice of the stack's block. Values
+handed back to the caller (outputs, returned gradients) and everything they are views of stay fresh arrays,
+which the caller owns. Views of blocks are made once, when the plan is built.
 """
 from __future__ import annotations
 

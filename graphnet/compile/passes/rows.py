@@ -7,9 +7,10 @@ already the row slices of one array, in order (a previous batch's output): so a 
 ``log_softmax(h_t @ W + b)`` at every time step, the derivatives of the gates at every step in backward) is
 batched link by link, one call per link instead of one per time step.
 
+``hoist_invariants``: a bias added to a row block is moved next to it, so the block sums batch too.
 ``sum_of_reductions``: a sum of means (or sums) over the row blocks of one array is one mean over the array.
 
-Both are algebra on the IR, not pattern matching on layers.
+All algebra on the IR, not pattern matching on layers.
 """
 from collections import defaultdict
 
@@ -116,7 +117,7 @@ def _one_round(p, patterns):
         rows = first.shape[0]
         big = Value(first.op, tuple(args), (rows * len(chosen),) + tuple(first.shape[1:]), first.dtype, first.src)
         made.append(big)
-        patterns[big.id] = None               # already as batched as it gets this round
+        patterns[big.id] = None               # a batched value is not batched again
         for i, m in enumerate(chosen):
             piece = Value(Slice(0, i * rows, rows), (big,), m.shape, m.dtype, m.src)
             made.append(piece)

@@ -74,9 +74,10 @@ def row_block(v):
     return None
 
 
-def stack(vals, src):
-    """The values stacked by rows, and whether that costs a copy (not when they are the row blocks of one
-    array in order, which is that array or a view of it, nor for constants, folded at compile time)."""
+def stack(vals, src, existing={}):
+    """The values stacked by rows, and whether that costs a copy. Free: the row blocks of one array in order
+    (that array, or a view of it); a stack the program makes already (``existing``, from ``concats_of``); the
+    same column slice of values that stack for free (that slice of their stack); constants (folded)."""
     blocks = [row_block(v) for v in vals]
     if all(blocks) and len({id(b[0]) for b in blocks}) == 1:
         base, start = blocks[0][0], blocks[0][1]
@@ -91,16 +92,36 @@ def stack(vals, src):
             shape = (at - start,) + tuple(base.shape[1:])
             return Value(Slice(0, start, at - start), (base,), shape, base.dtype, src), False
     shape = (sum(v.shape[0] for v in vals),) + tuple(vals[0].shape[1:])
+    made = existing.get(tuple(v.id for v in vals))
+    if made is not None:
+        return made, False
+    cols = {(v.op.dim % len(v.shape), v.op.start, v.op.length) if isinstance(v.op, Slice) else None for v in vals}
+    if len(cols) == 1 and None not in cols:
+        d, start, length = cols.pop()
+        if d != 0 and start >= 0 and length > 0:
+            inner, copied = stack([v.args[0] for v in vals], src, existing)
+            if not copied:
+                return Value(Slice(d, start, length), (inner,), shape, vals[0].dtype, src), False
     if all(isinstance(v.op, Const) for v in vals):
         c = np.concatenate([np.broadcast_to(v.op.value, v.shape) for v in vals], axis=0)
         return Value(Const(c), (), shape, vals[0].dtype, src), False
     return Value(Concat(0), tuple(vals), shape, vals[0].dtype, src), True
 
 
+def new_values(v, present):
+    """v and what it is built from that is not in the program yet (ids in ``present``), inputs first."""
+    out = []
+    if v.id not in present:
+        for a in v.args:
+            out += new_values(a, present)
+        out.append(v)
+    return out
+
+
 def concats_of(values):
-    """The row stacks a program already makes (their arguments' ids), which a new identical stack shares."""
-    return {frozenset(a.id for a in v.args): tuple(a.id for a in v.args)
-            for v in values if isinstance(v.op, Concat) and v.op.dim == 0}
+    """The row stacks a program makes: their arguments' ids, in order, -> the stack (a new stack of the same
+    values in the same order is that one)."""
+    return {tuple(a.id for a in v.args): v for v in values if isinstance(v.op, Concat) and v.op.dim == 0}
 
 
 def gradient_ids(values):
@@ -126,18 +147,18 @@ def best_order(items, positions, existing={}, grad=frozenset()):
     for j in sorted(positions, key=lambda j: min(v.args[j].id for v in items)):
         if not all(isinstance(v.args[j].op, Const) for v in items):
             orders.append(sorted(items, key=lambda v: time(v.args[j])))
+    by_set = {frozenset(k): k for k in existing if len(k) == len(items)}
     for j in positions:
-        made = existing.get(frozenset(v.args[j].id for v in items))
-        if made is not None and len(made) == len(items):
+        made = by_set.get(frozenset(v.args[j].id for v in items))
+        if made is not None:
             orders.append(sorted(items, key=lambda v: made.index(v.args[j].id)))
     orders.append(list(items))
     best = None
     for order in orders:
         stacks, copies = {}, 0
         for j in positions:
-            stacks[j], copied = stack([v.args[j] for v in order], order[0].src)
-            copies += copied and existing.get(frozenset(v.args[j].id for v in order)) != \
-                tuple(v.args[j].id for v in order)
+            stacks[j], copied = stack([v.args[j] for v in order], order[0].src, existing)
+            copies += copied
         if best is None or copies < best[2]:
             best = (order, stacks, copies)
     return best
@@ -166,14 +187,21 @@ def sum_of_gemms(prog):
         if len(gemms) >= MIN_GROUP:
             _, st, _ = best_order(gemms, [0, 1], existing, grad)
             parts.append(Value(MatMul(True, False), (st[0], st[1]), v.shape, v.dtype, v.src))
-            inserted += [x for x in (st[0], st[1]) if x.id not in present] + [parts[-1]]
+            for x in (st[0], st[1]):
+                for y in new_values(x, present):
+                    present.add(y.id)
+                    inserted.append(y)
+            inserted.append(parts[-1])
             existing.update(concats_of([st[0], st[1]]))
         else:
             parts += gemms
         if len(sums) >= MIN_GROUP:
             _, st, _ = best_order(sums, [0], existing, grad)
             parts.append(Value(Sum(0, False), (st[0],), v.shape, v.dtype, v.src))
-            inserted += [x for x in (st[0],) if x.id not in present] + [parts[-1]]
+            for y in new_values(st[0], present):
+                present.add(y.id)
+                inserted.append(y)
+            inserted.append(parts[-1])
             existing.update(concats_of([st[0]]))
         else:
             parts += sums

@@ -17,7 +17,7 @@ from collections import defaultdict
 from ...ops import Add, AddN, Mean, Scale, Slice, Sum
 from ..ir import Value
 from ..lower import clone
-from .batch import best_order, concats_of, finish, gradient_ids, row_block as _row_slice
+from .batch import best_order, concats_of, finish, gradient_ids, new_values, row_block as _row_slice
 
 MAX_ROUNDS = 16
 
@@ -86,14 +86,11 @@ def _one_round(p, patterns):
         while a.id in sub:
             a = sub[a.id]
         return a
-    # earlier groups first, so that a chain of row-wise ops is batched link by link within one round
-    for group in sorted(_candidates(values, fwd, patterns), key=lambda g: order[g[0].id]):
-        pattern = patterns[group[0].id]
-        for m in group:
-            m.args = tuple(resolve(a) for a in m.args)
-        fixed = [a for a, r in zip(group[0].args, pattern) if not r]
+    def select(members, pattern):
+        """The members one application can compute: same shared inputs, none depending on another."""
+        fixed = [a for a, r in zip(members[0].args, pattern) if not r]
         chosen, mask, above = [], 0, 0
-        for m in group:
+        for m in members:
             if any(a is not f for a, f in zip((a for a, r in zip(m.args, pattern) if not r), fixed)):
                 continue                      # a shared input was itself batched: next round
             if graph.anc[m.id] & mask or above & graph.bit[m.id]:
@@ -101,18 +98,19 @@ def _one_round(p, patterns):
             chosen.append(m)
             mask |= graph.bit[m.id]
             above |= graph.anc[m.id]
-        if len(chosen) < 2:
-            continue
-        chosen, stacks, copies = best_order(chosen, [j for j, r in enumerate(pattern) if r], existing, grad)
+        return chosen, mask
+
+    def merge(chosen, mask, pattern, ordered):
+        chosen, stacks, copies = ordered
         first = chosen[0]
         if (0 if first.op.view else len(chosen) - 1) - copies <= 0 and (copies or not first.op.view):
-            continue                          # no numpy call saved
+            return 0                          # no numpy call saved
         args, made = [], []
         for j, r in enumerate(pattern):
             a = stacks[j] if r else first.args[j]
-            if a.id not in present:
-                made.append(a)
-                present.add(a.id)
+            for y in new_values(a, present):
+                made.append(y)
+                present.add(y.id)
             args.append(a)
         rows = first.shape[0]
         big = Value(first.op, tuple(args), (rows * len(chosen),) + tuple(first.shape[1:]), first.dtype, first.src)
@@ -128,9 +126,20 @@ def _one_round(p, patterns):
             if id(first) in fwd:
                 fwd.add(id(v))
         existing.update(concats_of(made))
-        new += made
+        new.extend(made)
         graph.merged(mask, big, values + new)
-        n_merged += 1
+        return 1
+
+    # earlier groups first, so that a chain of row-wise ops is batched link by link within one round
+    for group in sorted(_candidates(values, fwd, patterns), key=lambda g: order[g[0].id]):
+        pattern = patterns[group[0].id]
+        for m in group:
+            m.args = tuple(resolve(a) for a in m.args)
+        chosen, mask = select(group, pattern)
+        if len(chosen) < 2:
+            continue
+        ordered = best_order(chosen, [j for j, r in enumerate(pattern) if r], existing, grad)
+        n_merged += merge(chosen, mask, pattern, ordered)
     return finish(p, new, sub), n_merged
 
 

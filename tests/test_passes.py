@@ -6,8 +6,8 @@ from graphnet import nn, ops
 from graphnet.compile.interp import Interpreter
 from graphnet.compile.lower import lower
 from graphnet.compile.passes import (batch_rows, cse, dce, distribute_over_stacks, flatten_stacks, fold_constants,
-                                     hoist_invariants, reassociate_products, simplify, sum_of_gemms,
-                                     sum_of_reductions)
+                                     hoist_invariants, reassociate_products, shared_transposes, simplify,
+                                     sum_of_gemms, sum_of_reductions)
 
 F8 = np.dtype("f8")
 
@@ -268,4 +268,18 @@ def test_flatten_stacks_makes_one_concat_of_nested_ones(rng):
     assert fwd_concats(prog) == 2
     out = flatten_stacks(prog)
     assert fwd_concats(out) == 1
+    _same(prog, out, [rng.standard_normal((2, 3))])
+
+
+def test_shared_transposes_transpose_a_weight_once(rng):
+    T = 4
+    lin = nn.Linear(3, 3)
+    x = gn.Input()
+    h = x
+    for _ in range(T):
+        h = nn.Tanh()(lin(h))                            # W.T read by every step's product
+    prog = _prog(gn.gModule([x], [h]), [(2, 3)])
+    out = shared_transposes(prog)
+    transposed = [v for v in out.values if isinstance(v.op, ops.MatMul) and v.op.tb]
+    assert len(transposed) == 0 and _count(out, ops.Transpose) == _count(prog, ops.Transpose) + 1
     _same(prog, out, [rng.standard_normal((2, 3))])

@@ -49,6 +49,7 @@ class Transpose(_Move):
     """y = x with its dims permuted by ``perm``"""
     family = "shape"
     view = True
+    always_view = True
 
     def __init__(self, perm):
         self.perm = tuple(int(p) for p in perm)

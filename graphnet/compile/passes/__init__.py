@@ -5,11 +5,11 @@ from .dce import dce
 from .fold import fold_constants
 from .products import distribute_over_stacks, reassociate_products
 from .rows import batch_rows, hoist_invariants, sum_of_reductions
-from .simplify import flatten_stacks, simplify
+from .simplify import flatten_stacks, shared_transposes, simplify
 
 PASSES = {
     0: [],
     1: [dce, fold_constants, simplify, cse, dce],
     2: [dce, fold_constants, simplify, cse, distribute_over_stacks, reassociate_products, flatten_stacks, batch_rows,
-        hoist_invariants, batch_rows, sum_of_reductions, sum_of_gemms, fold_constants, cse, dce],
+        hoist_invariants, batch_rows, sum_of_reductions, sum_of_gemms, shared_transposes, fold_constants, cse, dce],
 }

@@ -11,7 +11,7 @@ import re
 import numpy as np
 
 from ..errors import GraphnetError, InputError, node_error
-from ..ops import Arg, Param, Seed
+from ..ops import Arg, Const, Param, Seed
 from .memory import plan_memory
 
 _count = itertools.count()
@@ -43,7 +43,15 @@ class Emitted:
         read_later.update(id(g) for g in grads)
         saved = [a for a in prog.args if id(a) in read_later]
         saved += [v for v in fwd if id(v) in read_later and not isinstance(v.op, Arg)]
+        # constants: plan globals, named once (no line, no call per run)
+        consts = {id(v): f"c{j}" for j, v in enumerate(u for u in fwd + bwd if isinstance(u.op, Const))}
+        for v in fwd + bwd:
+            if id(v) in consts:
+                env[consts[id(v)]] = v.op.value
+                exprs[id(v)] = outs[id(v)] = None
+        saved = [v for v in saved if id(v) not in consts]
         arg_names = {id(a): f"a{i}" for i, a in enumerate(prog.args)}
+        arg_names.update(consts)
         seed_names = {id(s): f"s{i}" for i, s in enumerate(prog.seeds) if s is not None}
 
         src, linemap = [], {}
@@ -108,7 +116,7 @@ class Emitted:
                     rets.append("None")
             return grad_tail(False)(nm) + [(f"return [{', '.join(rets)}]", None)]
 
-        preset = dict(seed_names)
+        preset = {**seed_names, **consts}
         saved_names = {id(v): f"w{i}" for i, v in enumerate(saved)}
         preset.update(saved_names)
         seeds = "".join(f", s{i}" for i in range(len(prog.seeds)))

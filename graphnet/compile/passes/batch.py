@@ -74,10 +74,40 @@ def row_block(v):
     return None
 
 
-def stack(vals, src, existing={}):
+class Stacks:
+    """The row stacks a program makes, to share: by their arguments in order, by the set of them, by each one."""
+
+    def __init__(self, values=()):
+        self.exact, self.by_set, self.by_arg = {}, {}, defaultdict(list)
+        self.add(values)
+
+    def add(self, values):
+        for v in values:
+            if isinstance(v.op, Concat) and v.op.dim == 0:
+                key = tuple(a.id for a in v.args)
+                if key not in self.exact:
+                    self.exact[key] = v
+                    self.by_set.setdefault(frozenset(key), key)
+                    for i, a in enumerate(key):
+                        self.by_arg[a].append((key, i, v))
+
+
+NO_STACKS = Stacks()
+
+
+def stack(vals, src, existing=NO_STACKS, partial=True):
     """The values stacked by rows, and whether that costs a copy. Free: the row blocks of one array in order
-    (that array, or a view of it); a stack the program makes already (``existing``, from ``concats_of``); the
-    same column slice of values that stack for free (that slice of their stack); constants (folded)."""
+    (that array, or a view of it); a stack the program makes already, or a run of one (``existing``); the
+    same column slice of values that stack for free (that slice of their stack); constants (folded). Else one
+    copy, of as few pieces as there are runs of values that stack for free."""
+    free = _free_stack(vals, src, existing, partial)
+    if free is not None:
+        return free, False
+    shape = (sum(v.shape[0] for v in vals),) + tuple(vals[0].shape[1:])
+    return Value(Concat(0), tuple(_runs(vals, src, existing, partial)), shape, vals[0].dtype, src), True
+
+
+def _free_stack(vals, src, existing, partial):
     blocks = [row_block(v) for v in vals]
     if all(blocks) and len({id(b[0]) for b in blocks}) == 1:
         base, start = blocks[0][0], blocks[0][1]
@@ -88,24 +118,51 @@ def stack(vals, src, existing={}):
             at += n
         else:
             if start == 0 and at == base.shape[0]:
-                return base, False
+                return base
             shape = (at - start,) + tuple(base.shape[1:])
-            return Value(Slice(0, start, at - start), (base,), shape, base.dtype, src), False
+            return Value(Slice(0, start, at - start), (base,), shape, base.dtype, src)
+    if len(vals) == 1:
+        return vals[0]
     shape = (sum(v.shape[0] for v in vals),) + tuple(vals[0].shape[1:])
-    made = existing.get(tuple(v.id for v in vals))
+    ids = tuple(v.id for v in vals)
+    made = existing.exact.get(ids)
     if made is not None:
-        return made, False
+        return made
+    for key, i, c in existing.by_arg.get(ids[0], ()) if partial else ():   # a run of a stack made: rows of it
+        if len(key) > len(ids) and key[i:i + len(ids)] == ids:
+            start = sum(a.shape[0] for a in c.args[:i])
+            return Value(Slice(0, start, shape[0]), (c,), shape, vals[0].dtype, src)
     cols = {(v.op.dim % len(v.shape), v.op.start, v.op.length) if isinstance(v.op, Slice) else None for v in vals}
     if len(cols) == 1 and None not in cols:
         d, start, length = cols.pop()
         if d != 0 and start >= 0 and length > 0:
-            inner, copied = stack([v.args[0] for v in vals], src, existing)
-            if not copied:
-                return Value(Slice(d, start, length), (inner,), shape, vals[0].dtype, src), False
+            inner = _free_stack([v.args[0] for v in vals], src, existing, partial)
+            if inner is not None:
+                return Value(Slice(d, start, length), (inner,), shape, vals[0].dtype, src)
     if all(isinstance(v.op, Const) for v in vals):
         c = np.concatenate([np.broadcast_to(v.op.value, v.shape) for v in vals], axis=0)
-        return Value(Const(c), (), shape, vals[0].dtype, src), False
-    return Value(Concat(0), tuple(vals), shape, vals[0].dtype, src), True
+        return Value(Const(c), (), shape, vals[0].dtype, src)
+    return None
+
+
+def _runs(vals, src, existing, partial):
+    """The values as maximal runs that each stack for free, one piece per run."""
+    out, i = [], 0
+    while i < len(vals):
+        j, best = i + 1, vals[i]
+        while j < len(vals):
+            s = _free_stack(vals[i:j + 1], src, existing, partial)
+            if s is None:
+                break
+            best, j = s, j + 1
+        out.append(best)
+        i = j
+    return out
+
+
+def _node_order(v):
+    """Where the graph node that made v was built (deterministic: the same graph built again sorts the same)."""
+    return getattr(v.src, "id", -1)
 
 
 def new_values(v, present):
@@ -118,12 +175,6 @@ def new_values(v, present):
     return out
 
 
-def concats_of(values):
-    """The row stacks a program makes: their arguments' ids, in order, -> the stack (a new stack of the same
-    values in the same order is that one)."""
-    return {tuple(a.id for a in v.args): v for v in values if isinstance(v.op, Concat) and v.op.dim == 0}
-
-
 def gradient_ids(values):
     """Ids of the values a gradient flows into (descendants of a seed): made in reverse time order."""
     grad = set()
@@ -133,11 +184,13 @@ def gradient_ids(values):
     return grad
 
 
-def best_order(items, positions, existing={}, grad=frozenset()):
+def best_order(items, positions, existing=NO_STACKS, grad=frozenset(), partial=True):
     """``items`` (values) ordered so that stacking their args at ``positions`` copies least. Tried in turn
     (the first of the cheapest wins): the row order of the blocks one of those args is cut from; the time order
-    of one of those args (forward values' first; gradients are made last step first); the order of a stack the
-    program makes already (free to share); program order. Returns (items, {position: stack}, copies)."""
+    of one of those args, kind by kind, then plain (forward values' first; gradients are made last step first);
+    the order of a stack the program makes already (free to share); program order. ``partial``: rows of a
+    larger existing stack count as free (the caller makes sure that waiting for all of it closes no cycle).
+    Returns (items, {position: stack}, copies)."""
     orders = []
     for j in positions:
         if all(row_block(v.args[j]) for v in items):
@@ -146,22 +199,27 @@ def best_order(items, positions, existing={}, grad=frozenset()):
         return -a.id if a.id in grad else a.id
     for j in sorted(positions, key=lambda j: min(v.args[j].id for v in items)):
         if not all(isinstance(v.args[j].op, Const) for v in items):
+            # kind by kind (the graph node that made the arg: the same at every step of an unrolled cell),
+            # each kind in time order: later stacks of one kind's values are then blocks in order, free
+            orders.append(sorted(items, key=lambda v: (_node_order(v.args[j]), time(v.args[j]))))
             orders.append(sorted(items, key=lambda v: time(v.args[j])))
-    by_set = {frozenset(k): k for k in existing if len(k) == len(items)}
     for j in positions:
-        made = by_set.get(frozenset(v.args[j].id for v in items))
+        made = existing.by_set.get(frozenset(v.args[j].id for v in items))
         if made is not None:
             orders.append(sorted(items, key=lambda v: made.index(v.args[j].id)))
     orders.append(list(items))
     best = None
-    for order in orders:
-        stacks, copies = {}, 0
-        for j in positions:
-            stacks[j], copied = stack([v.args[j] for v in order], order[0].src, existing)
-            copies += copied
+    for order in orders:                       # the cost first; the copying stacks only for the winner
+        frees = {j: _free_stack([v.args[j] for v in order], order[0].src, existing, partial) for j in positions}
+        copies = sum(f is None for f in frees.values())
         if best is None or copies < best[2]:
-            best = (order, stacks, copies)
-    return best
+            best = (order, frees, copies)
+            if not copies:
+                break
+    order, frees, copies = best
+    stacks = {j: f if f is not None else stack([v.args[j] for v in order], order[0].src, existing, partial)[0]
+              for j, f in frees.items()}
+    return order, stacks, copies
 
 
 def sum_of_gemms(prog):
@@ -174,7 +232,7 @@ def sum_of_gemms(prog):
 
     sub, inserted = {}, []
     present = {v.id for v in p.values}
-    existing = concats_of(p.values)
+    existing = Stacks(p.values)
     grad = gradient_ids(p.values)
     for v in list(p.values):
         if not isinstance(v.op, AddN):
@@ -185,24 +243,25 @@ def sum_of_gemms(prog):
                 and len(a.args[0].shape) == 2 and private(a)]
         parts = [a for a in v.args if a not in gemms and a not in sums]
         if len(gemms) >= MIN_GROUP:
-            _, st, _ = best_order(gemms, [0, 1], existing, grad)
+            # rows of a larger stack make the sum wait for all of it: only where nothing waits for the sum
+            _, st, _ = best_order(gemms, [0, 1], existing, grad, partial=not users[v.id])
             parts.append(Value(MatMul(True, False), (st[0], st[1]), v.shape, v.dtype, v.src))
             for x in (st[0], st[1]):
                 for y in new_values(x, present):
                     present.add(y.id)
                     inserted.append(y)
             inserted.append(parts[-1])
-            existing.update(concats_of([st[0], st[1]]))
+            existing.add([st[0], st[1]])
         else:
             parts += gemms
         if len(sums) >= MIN_GROUP:
-            _, st, _ = best_order(sums, [0], existing, grad)
+            _, st, _ = best_order(sums, [0], existing, grad, partial=not users[v.id])
             parts.append(Value(Sum(0, False), (st[0],), v.shape, v.dtype, v.src))
             for y in new_values(st[0], present):
                 present.add(y.id)
                 inserted.append(y)
             inserted.append(parts[-1])
-            existing.update(concats_of([st[0]]))
+            existing.add([st[0]])
         else:
             parts += sums
         if len(parts) != len(v.args):

@@ -17,7 +17,7 @@ from collections import defaultdict
 from ...ops import Add, AddN, Mean, Scale, Slice, Sum
 from ..ir import Value
 from ..lower import clone
-from .batch import best_order, concats_of, finish, gradient_ids, new_values, row_block as _row_slice
+from .batch import Stacks, best_order, finish, gradient_ids, new_values, row_block as _row_slice
 
 MAX_ROUNDS = 16
 
@@ -75,9 +75,10 @@ class _Ancestry:
 def _one_round(p, patterns):
     values = list(p.values)
     present = {v.id for v in values}
-    existing = concats_of(values)
-    grad = gradient_ids(values)
     fwd = {id(v) for v in p.forward_values()}
+    # stacks to share, by phase: a forward value may not read a stack that backward makes
+    existing = {True: Stacks([v for v in values if id(v) in fwd]), False: Stacks(values)}
+    grad = gradient_ids(values)
     order = {v.id: i for i, v in enumerate(values)}
     graph = _Ancestry(values)
     sub, new, n_merged = {}, [], 0
@@ -105,6 +106,10 @@ def _one_round(p, patterns):
         first = chosen[0]
         if (0 if first.op.view else len(chosen) - 1) - copies <= 0 and (copies or not first.op.view):
             return 0                          # no numpy call saved
+        for j, r in enumerate(pattern):       # a stack cut from a larger one also waits for the rest of it
+            if r and any(graph.anc[d.id] & mask or graph.bit[d.id] & mask
+                         for y in new_values(stacks[j], present) for d in y.args if d.id in present):
+                return 0
         args, made = [], []
         for j, r in enumerate(pattern):
             a = stacks[j] if r else first.args[j]
@@ -125,7 +130,8 @@ def _one_round(p, patterns):
             graph.add(v)
             if id(first) in fwd:
                 fwd.add(id(v))
-        existing.update(concats_of(made))
+        for phase in (True, False) if id(first) in fwd else (False,):
+            existing[phase].add(made)
         new.extend(made)
         graph.merged(mask, big, values + new)
         return 1
@@ -138,7 +144,7 @@ def _one_round(p, patterns):
         chosen, mask = select(group, pattern)
         if len(chosen) < 2:
             continue
-        ordered = best_order(chosen, [j for j, r in enumerate(pattern) if r], existing, grad)
+        ordered = best_order(chosen, [j for j, r in enumerate(pattern) if r], existing[id(chosen[0]) in fwd], grad)
         n_merged += merge(chosen, mask, pattern, ordered)
     return finish(p, new, sub), n_merged
 

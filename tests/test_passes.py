@@ -283,3 +283,21 @@ def test_shared_transposes_transpose_a_weight_once(rng):
     transposed = [v for v in out.values if isinstance(v.op, ops.MatMul) and v.op.tb]
     assert len(transposed) == 0 and _count(out, ops.Transpose) == _count(prog, ops.Transpose) + 1
     _same(prog, out, [rng.standard_normal((2, 3))])
+
+
+def test_stack_is_free_for_blocks_and_runs_of_existing_stacks_and_copies_few_pieces():
+    from graphnet.compile.ir import Value
+    from graphnet.compile.passes.batch import Stacks, stack
+    leaf = lambda: Value(ops.Arg(0, (2, 3), F8), (), (2, 3), F8, None)
+    a, b, c, d = leaf(), leaf(), leaf(), leaf()
+    base = Value(ops.Concat(0), (a, b, c), (6, 3), F8, None)
+    blocks = [Value(ops.Slice(0, 2 * i, 2), (base,), (2, 3), F8, None) for i in range(3)]
+    s, copied = stack(blocks, None)
+    assert s is base and not copied                          # the blocks of one array, in order: that array
+    s, copied = stack([b, c], None, Stacks([base]))
+    assert not copied and isinstance(s.op, ops.Slice) and s.args[0] is base and s.op.start == 2
+    s, copied = stack([b, c], None, Stacks([base]), partial=False)
+    assert copied                                            # rows of a larger stack only where allowed
+    s, copied = stack([blocks[0], blocks[1], d, blocks[2]], None)
+    assert copied and isinstance(s.op, ops.Concat) and len(s.args) == 3   # one piece per free run
+    assert isinstance(s.args[0].op, ops.Slice) and s.args[0].shape == (4, 3)

@@ -33,6 +33,7 @@ test-fast: $(TSTAMP)
 
 bench: $(TSTAMP)
 	$(BIN)/python benchmarks/lstm.py --write-readme
+	$(BIN)/python benchmarks/char_rnn.py
 
 clean:
 	rm -rf $(VENV) out build *.egg-info

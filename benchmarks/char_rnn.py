@@ -20,31 +20,17 @@ fastest round in ms. Nothing here asserts a speed: it is for reading.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _threads import threads_from_argv  # noqa: E402
 
-def _threads_from_argv(argv) -> int:
-    for i, arg in enumerate(argv):
-        if arg == "--threads" and i + 1 < len(argv):
-            return int(argv[i + 1])
-        if arg.startswith("--threads="):
-            return int(arg.split("=", 1)[1])
-    return 1
-
-
-# BLAS and OpenMP read their thread counts when they load, so this comes before numpy and torch are imported.
-# One thread by default, as in benchmarks/lstm.py: on a small shared machine threaded BLAS turns other
-# processes' load into 10x swings; one thread compares the contenders' own work.
-THREADS = _threads_from_argv(sys.argv)
-for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = str(THREADS)
+THREADS = threads_from_argv(sys.argv)         # before numpy and torch are imported
 
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import fmt_ms, gn, machine_line, markdown_table, median_ms, nn, time_alternating  # noqa: E402
 from graphnet.optim import RMSprop, clip_grad_norm  # noqa: E402
 from graphnet.rnn import stacked, unroll  # noqa: E402

@@ -1,0 +1,19 @@
+"""Thread counts for the benchmarks, set before numpy or torch is imported (BLAS and OpenMP read them on load).
+
+One thread by default: on a small shared machine, threaded BLAS (and torch's spinning OpenMP workers next to it)
+turns other processes' load into 10x swings; one thread compares the contenders' own work.
+"""
+import os
+
+
+def threads_from_argv(argv) -> int:
+    """``--threads N`` (or ``--threads=N``) from the command line, else 1; exported to BLAS and OpenMP."""
+    n = 1
+    for i, arg in enumerate(argv):
+        if arg == "--threads" and i + 1 < len(argv):
+            n = int(argv[i + 1])
+        elif arg.startswith("--threads="):
+            n = int(arg.split("=", 1)[1])
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(n)
+    return n

@@ -58,11 +58,12 @@ def finish(p, new, sub):
     return prune(p)
 
 
-def _users(values):
-    users = defaultdict(list)
+def use_counts(values):
+    """How many times each value (by id) is an argument."""
+    users = defaultdict(int)
     for v in values:
         for a in v.args:
-            users[a.id].append(v)
+            users[a.id] += 1
     return users
 
 
@@ -224,11 +225,11 @@ def best_order(items, positions, existing=NO_STACKS, grad=frozenset(), partial=T
 
 def sum_of_gemms(prog):
     p = clone(prog)
-    users = _users(p.values)
+    users = use_counts(p.values)
     rooted = {v.id for v in p.outputs + p.input_grads + p.param_grads if v is not None}
 
     def private(a):                  # used by this sum alone: safe to fold away
-        return len(users[a.id]) == 1 and a.id not in rooted
+        return users[a.id] == 1 and a.id not in rooted
 
     sub, inserted = {}, []
     present = {v.id for v in p.values}

@@ -8,22 +8,17 @@
 
 Pure algebra on the IR: nothing here knows a layer.
 """
-from collections import defaultdict
-
 from ...ops import Concat, Mul, Slice
 from ..ir import Value
 from ..lower import clone
-from .batch import finish, gradient_ids
+from .batch import finish, gradient_ids, use_counts
 
 
 def _context(p):
     """(ids of values no gradient flows into, use counts)."""
     grad = gradient_ids(p.values)
     fwd = {v.id for v in p.values if v.id not in grad}
-    users = defaultdict(int)
-    for v in p.values:
-        for a in v.args:
-            users[a.id] += 1
+    users = use_counts(p.values)
     for v in p.outputs + p.input_grads + p.param_grads:
         if v is not None:
             users[v.id] += 1                  # a root is used by the caller

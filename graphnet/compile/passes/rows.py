@@ -17,7 +17,7 @@ from collections import defaultdict
 from ...ops import Add, AddN, Mean, Scale, Slice, Sum
 from ..ir import Value
 from ..lower import clone
-from .batch import Stacks, best_order, finish, gradient_ids, new_values, row_block as _row_slice
+from .batch import Stacks, best_order, finish, gradient_ids, new_values, row_block as _row_slice, use_counts
 
 MAX_ROUNDS = 16
 
@@ -163,12 +163,13 @@ def batch_rows(prog):
 
 # --- invariant addends next to row blocks ---------------------------------------------------------------------
 
-def _addends(v, users, rooted):
-    """The terms of the addition tree under v, through single-use additions."""
+def _addends(v, users, rooted, scalar=False):
+    """The terms of the addition tree under v, through single-use additions (``scalar``: of scalars only)."""
     out = []
     for a in v.args:
-        if isinstance(a.op, (Add, AddN)) and users[a.id] == 1 and a.id not in rooted:
-            out += _addends(a, users, rooted)
+        if isinstance(a.op, (Add, AddN)) and users[a.id] == 1 and a.id not in rooted and \
+                (not scalar or a.shape == () and all(x.shape == () for x in a.args)):
+            out += _addends(a, users, rooted, scalar)
         else:
             out.append(a)
     return out
@@ -181,7 +182,7 @@ def hoist_invariants(prog):
     projection of every time step plus both biases of a recurrent cell: one addition, not one per step).
     """
     p = clone(prog)
-    users = _users(p.values)
+    users = use_counts(p.values)
     rooted = {v.id for v in p.outputs + p.input_grads + p.param_grads if v is not None}
     user = {a.id: u for u in p.values for a in u.args}
     sub, new = {}, []
@@ -204,26 +205,6 @@ def hoist_invariants(prog):
 
 # --- sums of reductions ---------------------------------------------------------------------------------------
 
-def _users(values):
-    users = defaultdict(int)
-    for v in values:
-        for a in v.args:
-            users[a.id] += 1
-    return users
-
-
-def _leaves(v, users, rooted):
-    """The terms of an addition tree under v (through single-use scalar additions)."""
-    out = []
-    for a in v.args:
-        if isinstance(a.op, (Add, AddN)) and a.shape == () and users[a.id] == 1 and a.id not in rooted \
-                and all(x.shape == () for x in a.args):
-            out += _leaves(a, users, rooted)
-        else:
-            out.append(a)
-    return out
-
-
 def _reduction_term(t, users):
     """(coefficient, kind, base, start, rows) for t = c * mean/sum of a row block of base, else None."""
     c = 1.0
@@ -239,13 +220,13 @@ def _reduction_term(t, users):
 def sum_of_reductions(prog):
     """sum_i c * mean(X[block_i]) over equal blocks tiling X -> c * k * mean(X) (likewise for sums)."""
     p = clone(prog)
-    users = _users(p.values)
+    users = use_counts(p.values)
     rooted = {v.id for v in p.outputs + p.input_grads + p.param_grads if v is not None}
     sub, new = {}, []
     for v in list(p.values):
         if not isinstance(v.op, (Add, AddN)) or v.shape != () or (users[v.id] == 1 and v.id not in rooted):
             continue                                  # only the root of an addition tree
-        terms = _leaves(v, users, rooted)
+        terms = _addends(v, users, rooted, scalar=True)
         groups, rest = defaultdict(list), []
         for t in terms:
             r = _reduction_term(t, users)

@@ -111,6 +111,8 @@ class Node:
     def __getitem__(self, key):
         if self.is_multi and isinstance(key, int):
             return self.item(key)
+        if self.is_multi and isinstance(key, slice):
+            return tuple(self)[key]            # like a tuple of its outputs: c, h = cell(...)[:2]
         from . import nn
         keys = key if isinstance(key, tuple) else (key,)
         if any(k is Ellipsis for k in keys):

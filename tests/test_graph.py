@@ -181,3 +181,16 @@ def test_run_time_errors_name_the_input_and_node(rng):
         nll.forward([np.ones((2, 3)), np.array([0, 3])])
     with pytest.raises(gn.InputError, match="integer indices"):
         nll.forward([np.ones((2, 3)), np.array([0.0, 1.0])])
+
+
+def test_a_multi_output_node_slices_like_a_tuple():
+    a, b, c = gn.Input(), gn.Input(), gn.Input()
+    inner = gn.gModule([a, b, c], [nn.Tanh()(a), nn.Sigmoid()(b), nn.Exp()(c)])
+    x, y, z = gn.Input(), gn.Input(), gn.Input()
+    out = inner(x, y, z)
+    first_two = out[:2]
+    assert isinstance(first_two, tuple) and first_two == (out[0], out[1])
+    assert out[1:] == tuple(out)[1:]
+    g = gn.gModule([x, y, z], list(first_two))
+    r = g.forward([np.ones((1, 2))] * 3)
+    np.testing.assert_allclose(r[0], np.tanh(1.0), rtol=1e-6)

@@ -9,8 +9,8 @@ same cell called on new nodes each step), a ClassNLLCriterion per step, and thei
 (nats/char). The final states of each batch are the initial states of the next (each batch row is a contiguous
 stream of the text), so the gradient is truncated at ``--seq-len`` steps but the memory is not.
 
-One forward of that gModule gives the loss and the final states; one backward gives the weight gradients;
-``clip_grad_norm`` and Adam (or char-rnn's RMSprop) from graphnet.optim update the weights.
+``gn.compile_train_step`` runs that gModule forward and backward as one plan: it gives the loss, the final states
+and the weight gradients; ``clip_grad_norm`` and Adam (or char-rnn's RMSprop) from graphnet.optim update them.
 
 Writes to ``--out``: the first layer's cell drawn forward, backward and as the compiled plan, and the stacked cell
 (SVG; needs graphviz's ``dot``), the loss curves (loss.png, drawn by a 60-line numpy+zlib PNG writer: matplotlib
@@ -117,7 +117,7 @@ class CharRNN:
     ``cell``   stacked(kind, vocab, hidden, layers, vocab=vocab): (x, *states) -> (*states, logprobs)
     ``model``  (x_1..x_T, y_1..y_T, *states) -> (loss, *final states), where loss is the mean over t of
                ClassNLL(logprobs_t, y_t): one forward gives the loss and the states the next window starts from,
-               and one backward (seeded 1 for the loss, 0 for the states) gives d loss / d weights
+               and backward, from the loss alone, gives d loss / d weights (one fused plan: train_step)
     """
 
     def __init__(self, kind: str, vocab: int, hidden: int, layers: int, seq_len: int, dropout: float = 0.0,
@@ -139,7 +139,7 @@ class CharRNN:
         self.dtype = np.dtype(dtype)
         self.eye = np.eye(vocab, dtype=self.dtype)
         self.dropout = dropout
-        self._seeds = {}
+        self._step = None
 
     def parameters(self):
         return self.cell.parameters()
@@ -154,18 +154,12 @@ class CharRNN:
     def train_step(self, arrays: list):
         """(loss, final states) of one window; the parameters' .grad hold d loss / d w afterwards.
 
-        One forward and one backward of ``model``; the final states only feed the next window (truncated
-        BPTT), so their gradient seeds are zeros. (``gn.compile_train_step`` fuses the two but returns the loss
-        alone; the states would cost a second forward, about a third of an iteration.)
+        ``gn.compile_train_step`` runs forward and backward as one plan: backward starts from the loss alone
+        (the final states only feed the next window: truncated BPTT), and the states come back beside the loss.
         """
-        batch = arrays[0].shape[0]
-        seeds = self._seeds.get(batch)
-        if seeds is None:
-            seeds = self._seeds[batch] = [np.array(1.0, self.dtype)] + self.zero_state(batch)
-        self.model.zero_grad_parameters()
-        out = self.model.forward(arrays)
-        loss, state = float(out[0]), [np.array(s) for s in out[1:]]   # copies: the plan reuses its buffers
-        self.model.backward(arrays, seeds)
+        if self._step is None:
+            self._step = gn.compile_train_step(self.model)
+        loss, *state = self._step(*arrays)
         return loss, state
 
     def forward(self, arrays: list):

@@ -8,9 +8,10 @@ def is_float(v) -> bool:
     return v.dtype is not None and v.dtype.kind == "f"
 
 
-def differentiate(b, outputs, wrt):
+def differentiate(b, outputs, wrt, seeded=None):
     """Build the backward graph on ``b``.
 
+    ``seeded``: which outputs receive a gradient (default: every float one).
     Returns (seeds, grads): one Seed value per output (the incoming gradient, None for a non-float output)
     and, for each value in ``wrt``, its gradient value (None where no path leads from it to an output).
     Contributions to one value are summed once, by a single AddN.
@@ -24,7 +25,7 @@ def differentiate(b, outputs, wrt):
 
     seeds, contrib = [], {}
     for i, o in enumerate(outputs):
-        s = b(Seed(i, o.shape, o.dtype)) if is_float(o) else None
+        s = b(Seed(i, o.shape, o.dtype)) if is_float(o) and (seeded is None or seeded[i]) else None
         seeds.append(s)
         if s is not None and id(o) in needs:
             contrib.setdefault(id(o), []).append(s)

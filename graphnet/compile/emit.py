@@ -131,9 +131,12 @@ class Emitted:
                 if sd is not None:
                     env[f"_one{i}"] = np.ones(sd.shape, sd.dtype)
                     ones[id(sd)] = f"_one{i}"
-            function(f"def step({n_args}):", fwd + bwd, {**arg_names, **ones}, grads + prog.outputs[:1],
-                     lambda nm: grad_tail(True)(nm) + [(f"return {nm(prog.outputs[0])}", None)],
-                     fresh=prog.outputs[:1])
+            returned = prog.outputs if len(prog.outputs) > 1 else prog.outputs[:1]
+            function(f"def step({n_args}):", fwd + bwd, {**arg_names, **ones}, grads + returned,
+                     lambda nm: grad_tail(True)(nm) + [(
+                         f"return ({', '.join(nm(o) for o in returned)},)" if len(returned) > 1
+                         else f"return {nm(returned[0])}", None)],
+                     fresh=returned)
         self.code = "\n".join(src) + "\n"
         self.linemap = linemap
         self.filename = f"<graphnet plan {next(_count)}>"

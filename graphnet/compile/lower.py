@@ -39,10 +39,11 @@ def _ancestors(values, roots):
     return [v for v in values if id(v) in need]
 
 
-def lower(module, signature, wrt_inputs=None) -> Program:
+def lower(module, signature, wrt_inputs=None, seeded=None) -> Program:
     """IR of ``module`` on inputs of ``signature`` [(shape, dtype)], with gradients of float inputs and params.
 
-    ``wrt_inputs``: which inputs want a gradient (default: every float input).
+    ``wrt_inputs``: which inputs want a gradient (default: every float input); ``seeded``: which outputs
+    backward starts from (default: every float output).
     """
     b = Builder()
     args = [b(Arg(i, shape, dtype)) for i, (shape, dtype) in enumerate(signature)]
@@ -52,7 +53,7 @@ def lower(module, signature, wrt_inputs=None) -> Program:
     if wrt_inputs is None:
         wrt_inputs = [is_float(a) for a in args]
     wrt = [a for a, w in zip(args, wrt_inputs) if w] + [v for _, v in params]
-    seeds, grads = differentiate(b, outputs, wrt)
+    seeds, grads = differentiate(b, outputs, wrt, seeded)
     by_id = dict(zip([id(w) for w in wrt], grads))
     return Program(values=b.values, args=args, outputs=outputs, seeds=seeds, params=params,
                    input_grads=[by_id.get(id(a)) if w else None for a, w in zip(args, wrt_inputs)],

@@ -206,22 +206,28 @@ def _as_array(x, what, float_dtype):
 class TrainStep(Plan):
     """``step(*arrays)``: zero the gradients, run forward and backward as one plan, return the loss (a float).
 
-    The model's one output must be a scalar loss. No input gradients are computed.
+    The model's first output is a scalar loss, the one backward starts from. Any further outputs (the states an
+    unrolled net carries to its next window, say) are computed in the same plan and returned after the loss,
+    ``loss, *others = step(*arrays)``, with no gradient of their own. No input gradients are computed.
     """
 
     def __init__(self, model, level: int = 2):
         super().__init__(model, level)
-        if self.graph is not None and len(self.graph.outputs) != 1:
-            raise InputError(f"compile_train_step needs a model whose one output is a scalar loss; "
-                             f"{model.label()} has {len(self.graph.outputs)} outputs")
+        if self.graph is not None and not self.graph.outputs:
+            raise InputError(f"compile_train_step needs a model whose first output is a scalar loss; "
+                             f"{model.label()} has no outputs")
 
     def _build(self, signature, interpret=False):
         from .lower import lower
         from .pipeline import build_executable
-        prog = lower(self._graph_for(signature), signature, wrt_inputs=[False] * len(signature))
+        graph = self._graph_for(signature)
+        n_out = len(graph.outputs) if hasattr(graph, "outputs") else 1
+        prog = lower(graph, signature, wrt_inputs=[False] * len(signature),
+                     seeded=[True] + [False] * (n_out - 1))
         out = prog.outputs[0]
         if out.shape != ():
-            raise InputError(f"compile_train_step: the model's output must be a scalar loss, got shape {out.shape}")
+            raise InputError(f"compile_train_step: the model's first output must be a scalar loss, got shape "
+                             f"{out.shape}")
         # the seed d loss / d loss stays a seed (the step passes 1): passes tell gradients apart by it
         return build_executable(prog, max(self.level, 0), train=True)
 
@@ -230,9 +236,11 @@ class TrainStep(Plan):
             xs, exe = self._prepare(arrays)
             if exe.train is False:
                 raise InputError("internal: train step built without a step function")
-            loss = exe.step(xs)
+            res = exe.step(xs)
         self._last = (exe, arrays, None, None)      # for .code and .stats(); backward() is not for a step
-        return float(loss)
+        if isinstance(res, tuple):
+            return (float(res[0]),) + tuple(np.asarray(r) for r in res[1:])
+        return float(res)
 
     def backward(self, *grad_outputs):
         raise InputError("a train step runs backward itself: call step(*arrays)")

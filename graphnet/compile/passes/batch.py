@@ -2,8 +2,10 @@
 
 - ``sum_of_gemms``: sum_i A_i^T B_i (weight gradients of a shared weight, one per use) -> [A_1; ...]^T [B_1; ...],
   and sum_i of column sums (bias gradients) -> one column sum over the stacked rows.
-- ``stack``/``best_order``: values stacked by rows, for free when they are the row blocks of one array in order;
-  shared with the row-batching pass (rows.py).
+- ``stack``/``best_order``/``Stacks``: values stacked by rows, for free where they are already (row blocks of
+  one array, a stack the program makes or rows of one, a column slice of values that stack for free), else one
+  copy of as few pieces as possible; shared with the other batching passes.
+- ``finish``, ``toposort``, ``use_counts``, ``gradient_ids``: what every rewriting pass needs.
 
 Algebra, not pattern matching on layers; values are reordered afterwards by a stable topological sort.
 """

@@ -1,11 +1,11 @@
 """Memory plan for one generated function: which value lives in which preallocated array.
 
 Liveness over the function's schedule decides it. A value whose op can write into a given array
-(``Op.expr_out``) gets a view of a flat block, preallocated once per input signature; a block is reused by
-later values of its dtype, whatever their shape (the smallest free block that fits, else the largest grown),
-once everything reading it, views included, is dead; an elementwise op may write over an input that dies there
-(in place). A row or column stack (Concat) whose inputs are all computed here by elementwise ops, or are such
-stacks themselves, is never copied: each input is written straight into its slice of the stack's block. Values
+(``Op.expr_out``) gets a view of a segment of one flat array per dtype (the arena), preallocated once per input
+signature; a segment is free again for later values, whatever their shape, once everything reading it, views
+included, is dead (best fit among free segments, which merge; else the arena grows); an elementwise op may write
+over an input that dies there (in place). A row or column stack (Concat) whose inputs are all computed here by elementwise ops, or are such
+stacks themselves, is never copied: each input is written straight into its slice of the stack's segment. Values
 handed back to the caller (outputs, returned gradients) and everything they are views of stay fresh arrays,
 which the caller owns. Views of blocks are made once, when the plan is built.
 """
@@ -25,8 +25,7 @@ class Layout:
         self.names = {}               # id(value) -> variable name (a preallocated array's name, or t<k>)
         self.lines = []               # (code or None, value) in schedule order
         self.buffer = {}              # id(value) -> the preallocated block it lives in (else its variable)
-        self.arrays = {}              # block name -> ((elements,), dtype): flat arrays preallocated once
-        self.blocks = {}              # block name -> dtype, while planning
+        self.arrays = {}              # arena name -> ((elements,), dtype): one flat array per dtype, made once
         self.views = {}               # name -> (name of a block or view, function of that array giving the view)
         self.derived = {}             # name -> (name of an array or view, op): a view op applied once, at build
         self.stacks_in_place = 0      # stacks whose pieces were written straight into them (no copy)
@@ -81,35 +80,25 @@ def plan_memory(values, preset, keep, fresh, exprs, outs, prefix) -> Layout:
     for k in keep:
         value_last[id(k)] = end
 
-    free_arrays, owner, count = defaultdict(list), {}, [0]
+    owner = {}                                  # root id -> (arena, offset, length) it holds
     fixed = set()                               # names bound once for the plan's life: arrays and their views
     free_names, n_names = [], [0]
 
-    size = {}                                   # block name -> elements (grown while planning)
+    arenas = {}                                 # dtype -> its _Arena
 
     def take(v):
-        """A block for v (the smallest free one big enough, else the largest free one, grown, else a new one)
-        and the name of v's view of it."""
+        """A segment of v's dtype's arena for v (best fit among freed ones, else the arena grows) and the name
+        of v's view of it."""
         n, dt = int(np.prod(v.shape, dtype=np.int64)), np.dtype(v.dtype).str
-        blocks = free_arrays[dt]
-        fits = [b for b in blocks if size[b] >= n]
-        if fits:
-            block = min(fits, key=size.get)
-        elif blocks:
-            block = max(blocks, key=size.get)
-            size[block] = n
-        else:
-            count[0] += 1
-            block = f"{prefix}{count[0]}"
-            size[block] = n
-        if block in blocks:
-            blocks.remove(block)
-        lay.blocks[block] = dt
-        name = f"{block}_{len(lay.views)}"
+        if dt not in arenas:
+            arenas[dt] = _Arena(f"{prefix}{len(arenas) + 1}", dt)
+        arena = arenas[dt]
+        off, length = arena.take(n)
+        name = f"{arena.name}_{len(lay.views)}"
         shape = tuple(v.shape)
-        lay.views[name] = (block, lambda a, n=n, shape=shape: a[:n].reshape(shape))
+        lay.views[name] = (arena.name, lambda a, off=off, n=n, shape=shape: a[off:off + n].reshape(shape))
         fixed.add(name)
-        return block, name
+        return (arena, off, length), name
 
     def view_of(array, c, slot):
         d = c.op.dim % len(c.shape)
@@ -173,14 +162,53 @@ def plan_memory(values, preset, keep, fresh, exprs, outs, prefix) -> Layout:
                 free_names.append(name)
             code = f"{name} = {make(args)}"
         lay.names[vid] = name
-        lay.buffer[vid] = owner.get(root.get(vid, vid), name)
+        held = owner.get(root.get(vid, vid))
+        lay.buffer[vid] = f"{held[0].name}[{held[1]}:]" if held else name
         lay.lines.append((code, v))
         for r in {root.get(id(a), id(a)) for a in v.args} | {root[vid]}:
-            if last.get(r) == i and r in owner:     # dead: its block is free for later values
-                block = owner.pop(r)
-                free_arrays[lay.blocks[block]].append(block)
-    lay.arrays = {b: ((size[b],), dt) for b, dt in lay.blocks.items()}
+            if last.get(r) == i and r in owner:     # dead: its segment is free for later values
+                arena, off, length = owner.pop(r)
+                arena.give(off, length)
+    lay.arrays = {a.name: ((a.size,), a.dtype) for a in arenas.values()}
     return lay
+
+
+class _Arena:
+    """One flat array per dtype, carved into segments while planning: a value takes the best-fitting freed
+    segment, else the arena grows; freed neighbours merge. Segments start on 64-byte boundaries."""
+    ALIGN = 16                                  # elements
+
+    def __init__(self, name, dtype):
+        self.name, self.dtype, self.size, self.free = name, dtype, 0, []   # free: sorted (offset, length)
+
+    def take(self, n):
+        n = max(self.ALIGN, -(-n // self.ALIGN) * self.ALIGN)
+        fits = [k for k, (_, length) in enumerate(self.free) if length >= n]
+        if fits:
+            k = min(fits, key=lambda k: self.free[k][1])
+            off, length = self.free[k]
+            if length == n:
+                del self.free[k]
+            else:
+                self.free[k] = (off + n, length - n)
+            return off, n
+        if self.free and sum(self.free[-1]) == self.size:    # a free tail: grow it
+            off, _ = self.free.pop()
+        else:
+            off = self.size
+        self.size = off + n
+        return off, n
+
+    def give(self, off, n):
+        k = 0
+        while k < len(self.free) and self.free[k][0] < off:
+            k += 1
+        self.free.insert(k, (off, n))
+        if k + 1 < len(self.free) and off + n == self.free[k + 1][0]:          # merge with the next
+            self.free[k] = (off, n + self.free.pop(k + 1)[1])
+        if k > 0 and sum(self.free[k - 1]) == off:                             # and with the previous
+            prev = self.free.pop(k - 1)
+            self.free[k - 1] = (prev[0], prev[1] + self.free[k - 1][1])
 
 
 def _in_place(v, i, root, owner, last, keep_ids):

@@ -64,3 +64,22 @@ def test_a_second_forward_then_backward_gives_the_second_gradients(rng):
     want = ref.backward(*seeds)
     for x, y in zip(got, want):
         np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-14)
+
+
+def test_arena_segments_fit_best_merge_when_freed_and_grow_at_the_tail():
+    from graphnet.compile.memory import _Arena
+    a = _Arena("_T1", "<f8")
+    x, y, z = a.take(16), a.take(40), a.take(16)          # lengths round up to 16-element multiples
+    assert (x, y, z) == ((0, 16), (16, 48), (64, 16)) and a.size == 80
+    a.give(*y)
+    assert a.take(16) == (16, 16)                          # the freed 48 holds a 16 ...
+    assert a.take(48) == (80, 48) and a.size == 128        # ... so a 48 no longer fits: the arena grows
+    a.give(16, 16)                                          # merges with the free 32 after it
+    assert a.free == [(16, 48)] and a.take(48) == (16, 48)
+    a.give(0, 16)
+    a.give(64, 16)
+    a.give(16, 48)                                          # and with both neighbours at once
+    assert a.free == [(0, 80)]
+    a.give(80, 48)
+    assert a.free == [(0, 128)] and a.size == 128
+    assert a.take(160) == (0, 160) and a.size == 160      # nothing fits: the free tail grows in place

@@ -65,7 +65,7 @@ class Graphnet:
     label = "graphnet"
 
     def __init__(self, p: Problem, dtype):
-        B, D, H, V, T = p.B, p.D, p.H, p.V, p.T
+        D, H, V, T = p.D, p.H, p.V, p.T
         t0 = time.perf_counter()
         cell = build_lstm(D, H)
         head, logsoft, nll = nn.Linear(H, V), nn.LogSoftMax(), nn.ClassNLLCriterion()

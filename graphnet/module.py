@@ -6,7 +6,7 @@ import functools
 import numpy as np
 
 from .errors import GraphError, GraphnetError, caller_site
-from .node import APPLY, INPUT, Node, Input
+from .node import APPLY, Node
 
 DEFAULT_DTYPE = np.dtype(np.float32)
 _rng = np.random.default_rng()

@@ -22,7 +22,7 @@ import numpy as np
 
 from . import module as _module
 from .errors import FormatError
-from .node import APPLY, INPUT, ITEM, Input, Node
+from .node import APPLY, INPUT, ITEM, Input
 
 __all__ = ["save", "load", "save_state", "load_state", "registry", "VERSION"]
 

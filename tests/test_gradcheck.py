@@ -155,7 +155,6 @@ def test_join_split_tables():
 
 
 def test_lookup_table():
-    rng = np.random.default_rng(11)
     idx = np.array([[0, 2, 2], [4, 1, 0]])
     _check(nn.LookupTable(5, 3), [idx])
 

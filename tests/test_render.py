@@ -327,7 +327,7 @@ def test_plan_shows_schedule_variables_reuse_and_saved_values():
     # the gates' value (the last value their node made in forward) is kept for backward
     gates = [v for f, v, _ in exe.schedule if f == "forward" and v.src is node_named(cell, "gates")][-1]
     assert id(gates) in saved and 'color="#b8860b"' in plan_stmt(src, "forward", gates)
-    assert re.search(rf"saved: gates</B>.*?forward #\d+", cluster(src, "backward"))
+    assert re.search(r"saved: gates</B>.*?forward #\d+", cluster(src, "backward"))
     assert src.count('style=dashed') == sum(1 for v in bwd for a in v.args if id(a) in saved)
     # what enters and leaves: inputs and seeds in order, outputs and the gradients returned
     assert re.findall(r"<B>(x|prev_c|prev_h)</B><BR/>input", src) == ["x", "prev_c", "prev_h"]

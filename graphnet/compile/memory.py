@@ -11,8 +11,6 @@ which the caller owns. Views of blocks are made once, when the plan is built.
 """
 from __future__ import annotations
 
-from collections import defaultdict
-
 import numpy as np
 
 from ..ops import Concat

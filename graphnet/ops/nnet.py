@@ -98,7 +98,7 @@ class Pick(Op):
 
     def shape(self, x, t):
         if len(x) != 2 or len(t) != 1:
-            raise ShapeMismatch(f"needs scores of shape (batch, classes) and targets of shape (batch,)")
+            raise ShapeMismatch("needs scores of shape (batch, classes) and targets of shape (batch,)")
         if not dim_eq(x[0], t[0]):
             raise ShapeMismatch(f"batch sizes differ: {x[0]} scores vs {t[0]} targets")
         return (x[0] if x[0] is not None else t[0],)

@@ -67,7 +67,7 @@ def _known_shapes(graph, inputs) -> dict:
     """id(node) -> shape for the arrays the graph ran on; empty when they are not known or do not fit."""
     if graph is None or inputs is None:
         return {}
-    from .render import _shapes_for
+    from .render_graph import _shapes_for
     try:
         return _shapes_for(graph, inputs, partial=True)
     except Exception:                                 # the inputs that caused the error may well not fit

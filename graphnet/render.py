@@ -1,5 +1,6 @@
 """Drawing graphs with graphviz: the forward graph, the backward graph the compiler makes, a compiled plan, and
-a summary table and a networkx view.
+a summary table and a networkx view. This module holds the entry points and the pieces every drawing shares;
+``render_graph``, ``render_backward`` and ``render_plan`` draw each kind.
 
 A pure function of the graph: nothing here changes a node, a module or a gModule. Labels are HTML-like, every
 piece of user text escaped, so any node name draws. Colours come from the primitive ops a module lowers to
@@ -14,15 +15,12 @@ import shutil
 import subprocess
 
 import graphviz
-import numpy as np
-
 from .compile.ir import Builder
-from .compile.lower import lower
-from .errors import GraphnetError, RenderError, fmt_shape
+from .errors import RenderError, fmt_shape
 from .gmodule import gModule
 from .module import Module
 from .node import APPLY, INPUT, ITEM, Input
-from .ops import Arg, Leaf, Op, Param, Seed
+from .ops import Leaf
 
 FORMATS = ("svg", "png", "pdf", "dot")
 INSTALL_HINT = ("graphviz's `dot` program is not installed; install it with `apt-get install graphviz` "
@@ -74,6 +72,8 @@ def to_dot(module, which: str | None = "forward", rankdir: str = "TB", show_shap
     shapes the drawing shows (forward: every node's shape for them; backward: the signature, by default the
     declared Input shapes with None read as 1, float64).
     """
+    from .render_backward import _draw_backward
+    from .render_graph import _Forward, _shapes_for
     which = which or "forward"
     if which not in ("forward", "backward"):
         raise RenderError(f"render: which must be 'forward' or 'backward', got {which!r}")
@@ -92,6 +92,7 @@ def to_dot(module, which: str | None = "forward", rankdir: str = "TB", show_shap
 def failure_to_dot(graph, node, known=None) -> graphviz.Digraph:
     """gn.debug's drawing: ``graph`` with ``node`` red; ``known``: id(node) -> shape for the arrays it ran on
     (as far as they fit, see ``_shapes_for(partial=True)``)."""
+    from .render_graph import _Forward
     dot = _digraph("TB", graph.label())
     _Forward(dot, True, True, _highlight_set(node), "TB", known).draw(graph.order, graph.inputs, graph.outputs)
     return dot
@@ -100,6 +101,7 @@ def failure_to_dot(graph, node, known=None) -> graphviz.Digraph:
 def ancestors_to_dot(node, rankdir: str = "TB", show_shapes: bool = True, expand_nested: bool = True,
                      highlight=None) -> graphviz.Digraph:
     """The nodes ``node`` depends on (a graph still being built, with no gModule yet), ``node`` drawn red."""
+    from .render_graph import _Forward
     seen, stack = {}, [node]
     while stack:
         n = stack.pop()
@@ -259,471 +261,15 @@ def family(module, shapes=None) -> str:
     return "misc"
 
 
-# --- the forward graph ---------------------------------------------------------------------------------------
-
-class _Forward:
-    """Draws nodes into a Digraph; nested gModules become clusters. Edges are emitted at the root, since an
-    edge written inside a cluster would pull both of its ends into that cluster."""
-
-    def __init__(self, dot, show_shapes, expand_nested, highlight, rankdir="TB", known=None):
-        self.dot, self.shapes, self.expand, self.hl = dot, show_shapes, expand_nested, highlight
-        self.known = known or {}                   # id(node) -> its shape for given input arrays
-        self.input_shape = _INPUT_SHAPE[rankdir]
-        self.edges = []
-        self.families = {}
-        self.clusters = 0
-
-    def draw(self, order, ins, outs):
-        self._graph(self.dot, order, ins, outs, prefix="", sources=None, top=True)
-        for tail, head, attrs in self.edges:
-            self.dot.edge(tail, head, **attrs)
-
-    def _graph(self, sub, order, ins, outs, prefix, sources, top=False):
-        """Draw one graph level into ``sub``; returns the dot ids of its outputs. ``sources``: for a nested
-        graph, the outer dot ids that feed its inputs."""
-        port = {}
-        out_ids = {id(o): k for k, o in enumerate(outs)}
-        with sub.subgraph() as rank:          # inputs side by side at the top
-            rank.attr(rank="same")
-            for k, n in enumerate(ins):
-                port[id(n)] = nid = f"{prefix}n{n.id}"
-                rank.node(nid, **self._attrs(n, "input", out_ids, top))
-                if k:                         # keeps the inputs in their declared order, left to right
-                    rank.edge(port[id(ins[k - 1])], nid, style="invis")
-                if sources is not None:
-                    tail, outer = sources[k]
-                    self.edges.append((tail, nid, self._edge_attrs(outer, n, k)))
-        for n in order:
-            if id(n) in port:
-                continue
-            nid = f"{prefix}n{n.id}"
-            srcs = [self._src(port, p) for p in n.inputs]
-            if n.kind == APPLY and self.expand and isinstance(n.module, gModule):
-                port[id(n)] = self._cluster(sub, n, nid, srcs)
-                continue
-            port[id(n)] = nid
-            if n.kind == ITEM:
-                sub.node(nid, **self._attrs(n, "item", out_ids, top))
-                tail = self._src(port, n.inputs[0], n.index)
-                self.edges.append((tail, nid, {"arrowhead": "none", "style": "dashed",
-                                               "tooltip": _text(f"output {n.index} of {n.inputs[0].display_name()}")}))
-                continue
-            kind = "input" if n.kind == INPUT else self._family(n)
-            sub.node(nid, **self._attrs(n, kind, out_ids, top))
-            for k, (p, s) in enumerate(zip(n.inputs, srcs)):
-                self.edges.append((s, nid, self._edge_attrs(p, n, k)))
-        return [self._src(port, o) for o in outs]
-
-    @staticmethod
-    def _src(port, node, index=0):
-        """The dot id holding ``node``'s value; an expanded nested graph has one per output."""
-        p = port[id(node)]
-        return p[index] if isinstance(p, list) else p
-
-    def _cluster(self, sub, n, nid, srcs):
-        self.clusters += 1
-        g = n.module
-        with sub.subgraph(name=f"cluster_{self.clusters}") as c:
-            red = id(n) in self.hl
-            c.attr(label=_html_title(f"{n.display_name()}: {g.label()}"), style="rounded,filled",
-                   fillcolor="#ffd6d6" if red else PALETTE["graph"], color="red" if red else "#999999",
-                   tooltip=_text(n.site), fontsize="12")
-            return self._graph(c, g.order, g.inputs, g.outputs, prefix=nid + "_", sources=list(zip(srcs, n.inputs)))
-
-    def _family(self, n):
-        key = (id(n.module), tuple(p.shape if isinstance(p.shape, tuple) else None for p in n.inputs))
-        if key not in self.families:
-            self.families[key] = family(n.module, key[1])
-        return self.families[key]
-
-    def _attrs(self, n, kind, out_ids, top):
-        shape = self.known.get(id(n), n.shape)
-        dim = [fmt_shape(shape) if self.shapes and shape is not None else ""]
-        out = top and id(n) in out_ids
-        if out:
-            dim.append(f"output {out_ids[id(n)]}")
-        op = n.op_label()
-        if kind == "item":
-            attrs = {"label": _label(n.display_name(), dim=dim), "shape": "ellipse", "style": "filled",
-                     "fillcolor": "#ffffff", "fontsize": "10", "margin": "0.02"}
-        else:
-            attrs = {"label": _label(n.display_name(), "" if op == n.display_name() else op, dim=dim),
-                     "fillcolor": PALETTE.get(kind, "#ffffff")}
-        if kind == "input":
-            attrs.update(shape=self.input_shape, style="filled,bold", color=_BLUE)
-        elif kind == "graph":
-            attrs.update(shape="box3d", style="filled")
-        if out:
-            attrs.update(peripheries="2", color=_BLUE, penwidth="1.5")
-        attrs["tooltip"] = _text(n.site)
-        attrs.update(n.attrs)                      # the user's .annotate(...) styling
-        if id(n) in self.hl or (kind == "graph" and any(contains(n.module, h) for h in self.hl.values())):
-            _mark_failed(attrs)                    # a collapsed nested graph holding the failing node: red too
-        return attrs
-
-    def _edge_attrs(self, p, n, k):
-        attrs = {"tooltip": _text(f"input {k} of {n.display_name()}")}
-        shape = self.known.get(id(p), p.shape)
-        if self.shapes and shape is not None and not isinstance(shape, list):
-            attrs["label"] = _text(" " + fmt_shape(shape))
-        return attrs
-
-
-def _shapes_for(graph, inputs, partial: bool = False) -> dict:
-    """id(node) -> output shape (a list for several outputs) when the graph runs on ``inputs`` arrays: each
-    module's shape rule applied node by node, as when nodes are built; nested gModules' nodes included.
-    partial: at a node the shapes do not fit, stop and return the shapes known so far (its inputs' among them)."""
-    known = {}
-
-    def walk(g, ins):                          # ins: one placeholder-like (shape, dtype) per input of g
-        vals = dict(zip(map(id, g.inputs), ins))
-        for n in g.order:
-            if n.kind == INPUT:
-                known[id(n)] = vals[id(n)][0]
-                continue
-            if n.kind == ITEM:
-                parent = vals[id(n.inputs[0])]
-                vals[id(n)] = parent[n.index]
-            elif isinstance(n.module, gModule):
-                outs = walk(n.module, [vals[id(p)] for p in n.inputs])
-                vals[id(n)] = outs if n.is_multi else outs[0]
-            else:
-                b = Builder()
-                try:
-                    out = n.module.lower(b, *[b.placeholder(*vals[id(p)]) for p in n.inputs])
-                except GraphnetError as e:
-                    if partial:
-                        raise _Stop() from e
-                    raise RenderError(f"render: the inputs given do not fit {n.display_name()} "
-                                      f"({n.op_label()}, built at {n.site}): {e}", n) from e
-                vals[id(n)] = [(v.shape, v.dtype) for v in out] if isinstance(out, (list, tuple)) else \
-                    (out.shape, out.dtype)
-            v = vals[id(n)]
-            known[id(n)] = [x[0] for x in v] if isinstance(v, list) else v[0]
-        return [vals[id(o)] for o in g.outputs]
-
-    try:
-        walk(graph, signature(graph, inputs, "render"))
-    except _Stop:
-        pass
-    return known
-
-
-class _Stop(Exception):
-    """Shape inference reached a node its inputs do not fit."""
-
-
-# --- the backward graph --------------------------------------------------------------------------------------
-
-def signature(graph, inputs=None, what="render(which='backward')"):
-    """[(shape, dtype)] per graph input: from ``inputs`` arrays, else declared shapes (None -> 1) in float64."""
-    if inputs is not None:
-        arrays = [np.asarray(a) for a in (inputs if isinstance(inputs, (list, tuple)) else [inputs])]
-        if len(arrays) != len(graph.inputs):
-            raise RenderError(f"{what}: {graph.label()} takes {len(graph.inputs)} inputs, "
-                              f"got {len(arrays)} arrays in inputs=")
-        return [(a.shape, a.dtype) for a in arrays]
-    if any(n.shape is None for n in graph.inputs):
-        last = _last_run(graph)              # the arrays the module last ran on, where it has run
-        if last is not None and len(last) == len(graph.inputs):
-            return [(np.shape(a), np.asarray(a).dtype) for a in last]
-    sig = []
-    for n in graph.inputs:
-        if n.shape is None:
-            raise RenderError(f"{what} needs concrete shapes: input '{n.display_name()}' "
-                              f"(built at {n.site}) declares none and the module has not run; give "
-                              f"gn.Input(shape), run forward first, or pass inputs=[arrays]", n)
-        sig.append((tuple(1 if d is None else d for d in n.shape), np.dtype(np.float64)))
-    return sig
-
-
-def _last_run(module):
-    """The input arrays of the module's latest forward, or None."""
-    for plan in getattr(module, "_plans", {}).values():
-        last = getattr(plan, "_last", None)
-        if last is not None and last[1] is not None:
-            return list(last[1])
-    return None
-
-
-def _draw_backward(dot, graph, inputs, hl, title):
-    try:
-        prog = lower(graph, signature(graph, inputs))
-    except RenderError:
-        raise
-    except GraphnetError as e:
-        raise RenderError(f"render(which='backward') could not lower {graph.label()}: {e}\n  pass inputs=[arrays] "
-                          f"with the shapes and dtypes it runs on", e.node) from e
-    bwd = prog.backward_values()
-    in_bwd = {id(v) for v in bwd}
-    names = {id(a): n.display_name() for a, n in zip(prog.args, graph.inputs)}    # what a reader calls a value
-    names.update((id(v), f"{v.src.display_name()}.{p.name}" if v.src is not None else p.name) for p, v in prog.params)
-    grad_of = {}                               # id(value) -> the inputs and parameters it is the gradient of
-    for g, v in zip(prog.input_grads + prog.param_grads, prog.args + [v for _, v in prog.params]):
-        if g is not None:
-            grad_of.setdefault(id(g), []).append(names[id(v)])
-    saved = list({id(a): a for v in bwd for a in v.args if id(a) not in in_bwd}.values())
-    count = lambda kinds: sum(isinstance(a.op, kinds) for a in saved)
-    dot.attr(label=_label(title or f"backward of {graph.label()}",
-                          f"{_n(sum(not isinstance(v.op, Seed) for v in bwd), 'gradient op')}; kept from forward: "
-                          f"{_n(len(saved) - count((Arg, Param)), 'activation')}, {_n(count(Arg), 'input')}, "
-                          f"{_n(count(Param), 'parameter')}",
-                          dim=["yellow notes: forward values kept for backward (dashed edges); "
-                               "double border: a gradient backward returns"]))
-    outputs_of = {id(v.src): v for v in prog.forward_values() if v.src is not None}   # last value of each node
-    for a in saved:
-        dot.node(f"v{a.id}", **_saved_attrs(a, names, outputs_of.get(id(a.src)) is a))
-
-    groups = {}                                # the VJP ops of one forward node go in one cluster
-    for v in bwd:
-        groups.setdefault(v.src.id if v.src is not None else None, []).append(v)
-    for key, vals in groups.items():
-        if key is None:
-            _backward_nodes(dot, vals, graph, grad_of, hl)
-            continue
-        src = vals[0].src
-        with dot.subgraph(name=f"cluster_g{key}") as c:
-            c.attr(label=_label(f"∂ {src.display_name()}", src.op_label()), style="rounded,filled",
-                   fillcolor="#ffd6d6" if id(src) in hl else "#f7f7f7", color="#bbbbbb", fontsize="10", labeljust="l",
-                   tooltip=_text(src.site))
-            _backward_nodes(c, vals, graph, grad_of, hl)
-    for v in bwd:
-        for a in v.args:
-            dot.edge(f"v{a.id}", f"v{v.id}", **({} if id(a) in in_bwd else {"style": "dashed", "color": "#b8860b"}))
-
-
-def _saved_attrs(a, names, is_output):
-    """A forward value that backward reads: a parameter, a graph input, or an activation kept for backward."""
-    shape = [fmt_shape(a.shape)]
-    src = a.src
-    if isinstance(a.op, Param):
-        label, fill = _label(names[id(a)], "parameter", dim=shape), PALETTE["param"]
-    elif isinstance(a.op, Arg):
-        label, fill = _label(f"saved: {names[id(a)]}", "graph input", dim=shape), PALETTE["saved"]
-    elif src is None:
-        label, fill = _label("saved: constant", _op_text(a.op), dim=shape), PALETTE["saved"]
-    else:
-        what = src.op_label() if is_output else f"{_op_text(a.op)} in {src.op_label()}"
-        label, fill = _label(f"saved: {src.display_name()}", what, dim=shape), PALETTE["saved"]
-    tip = f"forward value kept for backward, made by {src.display_name()} built at {src.site}" if src is not None \
-        else "forward value kept for backward"
-    return {"label": label, "fillcolor": fill, "shape": "note", "style": "filled", "tooltip": _text(tip)}
-
-
-def _backward_nodes(sub, vals, graph, grad_of, hl):
-    for v in vals:
-        shape = fmt_shape(v.shape)
-        if isinstance(v.op, Seed):
-            out = graph.outputs[v.op.index].display_name()
-            attrs = {"label": _label(f"∂L/∂{out}", "seed", dim=[shape]), "shape": "invhouse",
-                     "fillcolor": PALETTE["input"], "style": "filled,bold", "color": _BLUE}
-        else:
-            attrs = {"label": _label(_op_text(v.op), dim=[shape]), "fillcolor": PALETTE.get(v.op.family, "#ffffff")}
-        if id(v) in grad_of:
-            attrs["label"] = _label(_op_text(v.op), *[f"= ∂L/∂{n}" for n in grad_of[id(v)]], dim=[shape])
-            attrs.update(peripheries="2", color=_BLUE, penwidth="1.5")
-        src = v.src
-        attrs["tooltip"] = _text(f"{_op_text(v.op)} in the backward of {src.display_name()} ({src.op_label()}), "
-                                 f"built at {src.site}" if src is not None else _op_text(v.op))
-        if src is not None and id(src) in hl:
-            _mark_failed(attrs)
-        sub.node(f"v{v.id}", **attrs)
+def plan_to_dot(plan, **options) -> graphviz.Digraph:
+    """A compiled plan as a ``graphviz.Digraph`` (see ``render_plan.plan_to_dot`` for the options)."""
+    from .render_plan import plan_to_dot as draw
+    return draw(plan, **options)
 
 
 def _op_text(op) -> str:
-    """An op as a reader wants it: its name and the attributes that are set (``MatMul(tb)``)."""
-    if type(op).__repr__ is not Op.__repr__:
-        return repr(op)
-    parts = []
-    for k, v in op.attrs():
-        if v is False or v is None:
-            continue
-        parts.append(k if v is True else f"{k}={v}")
-    return f"{type(op).__name__}({', '.join(parts)})" if parts else type(op).__name__
-
-
-# --- the compiled plan ----------------------------------------------------------------------------------------
-
-_SAVED = "#b8860b"          # forward values kept for backward: their border and the dashed edges that read them
-
-
-def plan_to_dot(plan, which: str | None = None, rankdir: str = "TB", show_shapes: bool = True,
-                expand_nested: bool = True, inputs=None, highlight=None, title: str | None = None) -> graphviz.Digraph:
-    """A compiled plan: a cluster per generated function, its values numbered in schedule order, each with the
-    variable (buffer) that holds it; a variable seen again is a buffer reused. Gold: forward values kept for
-    backward, and the dashed edges that read them. which: one function ("forward", "backward", "step"); default
-    all that run. The signature drawn: ``inputs`` arrays, else the plan's last run, else the declared shapes.
-    (Nested gModules are inlined by the compiler: ``expand_nested`` has no effect here.)"""
-    _check_rankdir(rankdir)
-    schedule, prog, stats = _plan_parts(plan, inputs)
-    fns = list(dict.fromkeys(fn for fn, _, _ in schedule))
-    if which is None:
-        fns = ["step"] if "step" in fns else fns
-    elif which in fns:
-        fns = [which]
-    else:
-        raise RenderError(f"render: this plan's functions are {', '.join(fns)}; which={which!r} is none of them")
-    graph = plan.graph
-    names = _plan_names(prog, graph)
-    title = title or f"plan of {plan.module.label()}, level {plan.level}"
-    dot = _digraph(rankdir, title)
-    dot.attr(label=_label(title, _plan_stats_line(stats),
-                          dim=["clusters: the generated functions; #k: schedule order" +
-                               ("; tN: the variable (buffer) holding the value, 'reused' when an earlier value in "
-                                "it is dead" if any(var for _, _, var in schedule) else ""),
-                               "gold border: kept by forward for backward (notes and dashed edges in backward); "
-                               "double border: an output or a gradient the plan returns"]))
-    in_bwd = {id(v) for f, v, _ in schedule if f == "backward"}
-    saved = {id(a) for f, v, _ in schedule if f == "backward" for a in v.args if id(a) not in in_bwd}
-    number = {}                                   # id(value) -> its place in forward's schedule
-    for f, v, _ in schedule:
-        if f == "forward":
-            number[id(v)] = len(number) + 1
-    dot.attr(remincross="false")                  # keeps the inputs (and seeds) in their order, left to right
-    hl = _highlight_set(highlight)
-    for fn in fns:
-        entries = [(v, var) for f, v, var in schedule if f == fn]
-        local = {id(v): f"{fn}_v{v.id}" for v, _ in entries}
-        leaves = {id(a): a for v, _ in entries for a in v.args if id(a) not in local}
-        with dot.subgraph(name=f"cluster_{fn}") as c:
-            variables = len({var for _, var in entries if var is not None})
-            c.attr(label=_html_title(f"{fn}(): {_n(len(entries), 'value')}" + (f", {_n(variables, 'variable')}"
-                                                                                if variables else "")),
-                   style="rounded", color="#999999", fontsize="12")
-            _plan_leaves(c, fn, sorted(leaves.values(), key=_leaf_order), names, show_shapes, local, number)
-            uses = {}
-            for k, (v, var) in enumerate(entries, 1):
-                uses[var] = uses.get(var, 0) + 1
-                attrs = _plan_value_attrs(v, var, k, var is not None and uses[var] > 1, names, show_shapes,
-                                          kept=fn == "forward" and id(v) in saved)
-                if v.src is not None and id(v.src) in hl:
-                    _mark_failed(attrs)
-                c.node(local[id(v)], **attrs)
-        for v, _ in entries:
-            for a in v.args:
-                from_forward = id(a) in leaves and not isinstance(a.op, Seed) and fn == "backward"
-                dot.edge(local[id(a)], local[id(v)], **({"style": "dashed", "color": _SAVED} if from_forward else {}))
-    return dot
-
-
-def _plan_parts(plan, inputs):
-    """Everything the plan drawing reads from the compiler, in this one place.
-
-    Of a Plan: ``_check`` and ``_executable`` (the executable for given arrays, as ``forward`` gets it),
-    ``_last[0]`` (that of the last run), ``graph``, ``module``, ``level``. Of an executable: ``program`` and,
-    when it has them, ``schedule`` ([(function name, IR value, variable name)] in run order) and ``stats``
-    (a dict). The level-0 interpreter has no schedule: its program's values are drawn in order, no variables.
-    """
-    from .compile.plan import Plan
-    if not isinstance(plan, Plan):
-        raise RenderError(f"gn.render draws a gModule, a module or a compiled plan, not a {type(plan).__name__}")
-    last = getattr(plan, "_last", None)
-    if inputs is None and last is not None:
-        exe = last[0]
-    else:
-        if inputs is None:
-            if plan.graph is None:
-                raise RenderError(f"render: the plan of {plan.module.label()} has not run; pass inputs=[arrays] "
-                                  f"to draw it for their shapes")
-            inputs = [np.zeros(shape, dtype) for shape, dtype in signature(plan.graph, None, "render(plan)")]
-        arrays = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
-        try:
-            exe = plan._executable(plan._check(arrays))
-        except GraphnetError as e:
-            raise RenderError(f"render: could not compile {plan.module.label()} to draw it: {e}\n  pass "
-                              f"inputs=[arrays] with the shapes and dtypes it runs on", e.node) from e
-    prog = exe.program
-    schedule = getattr(exe, "schedule", None)
-    if schedule is None:
-        schedule = [(fn, v, None) for fn, vals in (("forward", prog.forward_values()),
-                                                   ("backward", prog.backward_values()))
-                    for v in vals if not isinstance(v.op, (Arg, Seed))]
-    stats = getattr(exe, "stats", None)
-    return list(schedule), prog, stats if isinstance(stats, dict) else {}
-
-
-def _plan_names(prog, graph):
-    """id(value) -> what a reader calls it: inputs, outputs, seeds, parameters and the gradients returned."""
-    ins = [n.display_name() for n in graph.inputs] if graph is not None else [f"input{i}" for i in
-                                                                               range(len(prog.args))]
-    outs = [n.display_name() for n in graph.outputs] if graph is not None else [f"output{i}" for i in
-                                                                                 range(len(prog.outputs))]
-    names = {id(a): {"name": n} for a, n in zip(prog.args, ins)}
-    for p, v in prog.params:
-        names[id(v)] = {"name": f"{v.src.display_name()}.{p.name}" if v.src is not None else p.name}
-    for k, s in enumerate(prog.seeds):
-        if s is not None:
-            names[id(s)] = {"name": f"∂L/∂{outs[k]}"}
-    for k, o in enumerate(prog.outputs):
-        names.setdefault(id(o), {}).setdefault("returns", []).append(f"output {k}: {outs[k]}")
-    param_names = [names[id(v)]["name"] for _, v in prog.params]
-    for g, n in zip(prog.input_grads + prog.param_grads, ins + param_names):
-        if g is not None:
-            names.setdefault(id(g), {}).setdefault("returns", []).append(f"= ∂L/∂{n}")
-    return names
-
-
-def _plan_stats_line(stats) -> str:
-    parts = []
-    if "nodes" in stats:
-        parts.append(_n(stats['nodes'], "value") + (f" ({stats['nodes_lowered']} before passes)"
-                                                   if "nodes_lowered" in stats else ""))
-    if "buffers" in stats:
-        parts.append(_n(stats['buffers'], "array"))
-    if "bytes_peak_planned" in stats and "bytes_one_buffer_per_node" in stats:
-        parts.append(f"peak {stats['bytes_peak_planned']:,} bytes live vs "
-                     f"{stats['bytes_one_buffer_per_node']:,} with one buffer per value")
-    return "; ".join(parts)
-
-
-def _plan_value_attrs(v, var, k, reused, names, show_shapes, kept):
-    info = names.get(id(v), {})
-    op = info.get("name") if isinstance(v.op, Param) else _op_text(v.op)
-    head = f"{var} = {op}" if var else op
-    src = v.src.display_name() if v.src is not None else ""
-    note = "view" if getattr(v.op, "view", False) else ("reused" if reused else "")
-    dim = [" · ".join(x for x in (f"#{k}", fmt_shape(v.shape) if show_shapes else "", note) if x)]
-    attrs = {"label": _label(head, src, *info.get("returns", []), dim=dim),
-             "fillcolor": PALETTE.get(v.op.family, "#ffffff"),
-             "tooltip": _text(f"#{k} {op}" + (f" in {src} ({v.src.op_label()}), built at {v.src.site}"
-                                                           if v.src is not None else ""))}
-    if info.get("returns"):
-        attrs.update(peripheries="2", color=_BLUE, penwidth="1.5")
-    if kept:
-        attrs.update(color=_SAVED, penwidth="2.5")
-    return attrs
-
-
-def _leaf_order(a):
-    """Graph inputs first, then output gradients, each in their order, then anything else."""
-    kind = 1 if isinstance(a.op, Seed) else 0 if isinstance(a.op, Arg) else 2
-    return (kind, getattr(a.op, "index", 0), a.id)
-
-
-def _plan_leaves(sub, fn, leaves, names, show_shapes, local, number):
-    """The values a function receives: graph inputs and output gradients (side by side, in order), and, in
-    backward, the values forward saved for it (notes)."""
-    with sub.subgraph() as rank:
-        rank.attr(rank="same")
-        prev = None
-        for a in leaves:
-            local[id(a)] = nid = f"{fn}_v{a.id}"
-            dim = fmt_shape(a.shape) if show_shapes else ""
-            name = names.get(id(a), {}).get("name")
-            if isinstance(a.op, Arg) and (fn != "backward" or isinstance(a.op, Seed)):
-                rank.node(nid, label=_label(name or _op_text(a.op), "seed" if isinstance(a.op, Seed) else "input",
-                                            dim=[dim]),
-                          shape="invhouse", fillcolor=PALETTE["input"], style="filled,bold", color=_BLUE,
-                          tooltip=_text(name or _op_text(a.op)))
-                if prev is not None:
-                    rank.edge(prev, nid, style="invis")
-                prev = nid
-                continue
-            what = name or (a.src.display_name() if a.src is not None else _op_text(a.op))
-            where = f"forward #{number[id(a)]}" if id(a) in number else ("input" if isinstance(a.op, Arg) else "")
-            sub.node(nid, label=_label(f"saved: {what}", dim=[" · ".join(x for x in (dim, where) if x)]),
-                     shape="note", style="filled", fillcolor=PALETTE["saved"], color=_SAVED,
-                     tooltip=_text(f"kept by forward for backward: {what}"))
+    from .render_backward import _op_text as text
+    return text(op)
 
 
 # --- networkx ------------------------------------------------------------------------------------------------

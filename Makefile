@@ -12,11 +12,11 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install -q -e .
+	$(BIN)/python -m pip install -q -e '.[plot,progress,fast]'
 	touch $@
 
 $(TSTAMP): $(STAMP)
-	$(BIN)/python -m pip install -q -e '.[test,parity]'
+	$(BIN)/python -m pip install -q -e '.[test,parity,plot,progress,fast,distributed,onnx]'
 	touch $@
 
 dot:
@@ -32,6 +32,7 @@ test-fast: $(TSTAMP)
 	$(BIN)/python -m pytest -q -m "not slow" -x $(PYTEST_ARGS)
 
 bench: $(TSTAMP)
+	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python benchmarks/lstm.py --write-readme
 	$(BIN)/python benchmarks/char_rnn.py
 

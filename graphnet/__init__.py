@@ -2,6 +2,7 @@
 from . import data, nn, ops, optim, rnn
 from .compile import Plan, compile, compile_train_step
 from .debug import debug
+from .export import export_onnx
 from .optim import clip_grad_norm, clip_grad_value
 from .render import render
 from .errors import FormatError, GraphError, GraphnetError, InputError, RenderError, ShapeError

@@ -12,7 +12,6 @@ import html
 import os
 import re
 import shutil
-import subprocess
 
 import graphviz
 from .compile.ir import Builder
@@ -160,13 +159,14 @@ def _format_of(path) -> str:
 
 
 def _run_dot(source: str, fmt: str) -> bytes:
-    exe = shutil.which("dot")
-    if exe is None:
-        raise RenderError(INSTALL_HINT)
-    done = subprocess.run([exe, f"-T{fmt}"], input=source.encode("utf-8"), capture_output=True)
-    if done.returncode != 0:
-        raise RenderError(f"graphviz's dot failed ({done.returncode}): {done.stderr.decode(errors='replace')}")
-    return done.stdout
+    """DOT source laid out by graphviz's ``dot`` (the graphviz package pipes it), as ``fmt`` bytes."""
+    try:
+        return graphviz.pipe("dot", fmt, source.encode("utf-8"), quiet=True)
+    except graphviz.ExecutableNotFound as e:
+        raise RenderError(INSTALL_HINT) from e
+    except graphviz.CalledProcessError as e:
+        detail = (e.stderr or b"").decode(errors="replace").strip()
+        raise RenderError(f"graphviz's dot failed ({e.returncode}): {detail}") from None
 
 
 # --- shared pieces -------------------------------------------------------------------------------------------

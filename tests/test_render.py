@@ -7,6 +7,7 @@ import re
 import shutil
 from collections import Counter
 
+import graphviz
 import numpy as np
 import pytest
 
@@ -189,6 +190,13 @@ def test_without_dot_only_dot_files_work(tmp_path, monkeypatch):
             render(cell, str(tmp_path / f"no.{fmt}"))
         assert "brew install graphviz" in str(e.value) and "conda install graphviz" in str(e.value)
         assert not (tmp_path / f"no.{fmt}").exists()
+        assert isinstance(e.value.__cause__, graphviz.ExecutableNotFound)
+
+
+@needs_dot
+def test_dot_rejecting_the_source_is_a_render_error():
+    with pytest.raises(gn.RenderError, match=r"graphviz's dot failed \(1\): .*syntax error"):
+        render_mod._run_dot("digraph { a -> }", "svg")
 
 
 @needs_dot

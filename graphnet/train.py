@@ -21,8 +21,9 @@ from .node import Input
 class Learner:
     """``Learner(model, loss, optimizer).fit(train, epochs, valid=None)``.
 
-    ``progress``: a bar per epoch (tqdm's when tqdm is installed, else a one-line bar drawn on a terminal) and
-    one line per epoch with the train and validation loss and accuracy, written to ``file`` (default stdout).
+    ``progress``: one line per epoch with the train and validation loss and accuracy, written to ``file``
+    (default stdout), and while an epoch runs, tqdm's bar when ``file`` is a terminal and tqdm is installed
+    (``pip install graphnet[progress]``); a log file gets the epoch lines alone.
 
     ``train`` / ``valid``: an iterable of (inputs, targets) batches that can be walked once per epoch (a
     ``graphnet.data.DataLoader``), or a tuple of two arrays (inputs, targets), batched here by ``batch_size``
@@ -56,18 +57,13 @@ class Learner:
             batches = self._batches(train, shuffle=True)
             total = _length(batches)
             meter = _Meter()
-            tqdm = _tqdm() if self.progress else None
-            if tqdm is not None:                  # tqdm draws the bar when it is installed; else our own
-                batches = tqdm(batches, total=total, desc=f"epoch {epoch}/{epochs}", file=self._out(),
-                               leave=False, unit="batch")
-            for i, (xb, tb) in enumerate(batches):
+            bar = self._bar(batches, total, f"epoch {epoch}/{epochs}")
+            for xb, tb in batches if bar is None else bar:
                 meter.add(*self._train_step(xb, tb), tb)
-                if tqdm is not None:
-                    batches.set_postfix(loss=f"{meter.result()['loss']:.4f}", refresh=False)
-                else:
-                    self._bar(epoch, epochs, i + 1, total, meter)
-            if tqdm is not None:
-                batches.close()
+                if bar is not None:
+                    bar.set_postfix(loss=f"{meter.result()['loss']:.4f}", refresh=False)
+            if bar is not None:
+                bar.close()
             self._record("train", meter)
             if valid is not None:
                 self._record("valid", self._evaluate(valid))
@@ -134,19 +130,14 @@ class Learner:
     def _out(self):
         return self.file if self.file is not None else sys.stdout
 
-    def _bar(self, epoch, epochs, done, total, meter):
+    def _bar(self, batches, total, desc):
+        """tqdm's bar over ``batches`` (gone when closed), or None: progress off, output not a terminal (a log
+        gets the epoch lines alone) or tqdm not installed."""
         out = self._out()
-        if not self.progress or not getattr(out, "isatty", lambda: False)():
-            return
-        width = 24
-        if total:
-            filled = int(width * done / total)
-            bar = "=" * filled + (">" if filled < width else "") + "." * max(0, width - filled - 1)
-            count = f"{done}/{total}"
-        else:
-            bar, count = "?" * width, str(done)
-        out.write(f"\repoch {epoch}/{epochs} [{bar}] {count} loss {meter.result()['loss']:.4f}")
-        out.flush()
+        tqdm = _tqdm() if self.progress and getattr(out, "isatty", lambda: False)() else None
+        if tqdm is None:
+            return None
+        return tqdm(batches, total=total, desc=desc, file=out, leave=False, unit="batch", dynamic_ncols=True)
 
     def _epoch_line(self, epoch, epochs):
         if not self.progress:
@@ -158,8 +149,7 @@ class Learner:
                 parts.append(f"{key} {h[key][-1]:.4f}")
         parts.append(f"({h['seconds'][-1]:.2f}s)")
         out = self._out()
-        tty = getattr(out, "isatty", lambda: False)()
-        out.write(("\r\033[K" if tty else "") + "  ".join(parts) + "\n")
+        out.write("  ".join(parts) + "\n")
         out.flush()
 
     def plot_history(self, path) -> None:

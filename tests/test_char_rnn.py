@@ -4,7 +4,7 @@ import pathlib
 import re
 import shutil
 import struct
-import zlib
+import sys
 
 import numpy as np
 import pytest
@@ -144,23 +144,19 @@ def test_script_runs_and_ends_with_the_final_line(char_rnn, tmp_path, capsys):
             assert "<svg" in (out / f"{name}.svg").read_text(encoding="utf-8")
 
 
-def test_png_writer_round_trips(char_rnn, tmp_path):
-    rng = np.random.default_rng(0)
-    img = rng.integers(0, 256, (7, 5, 3), dtype=np.uint8)
-    path = tmp_path / "a.png"
-    char_rnn.write_png(str(path), img)
-    data = path.read_bytes()
-    pos, chunks = 8, {}
-    while pos < len(data):
-        n, tag = struct.unpack(">I4s", data[pos:pos + 8])
-        body = data[pos + 8:pos + 8 + n]
-        assert struct.unpack(">I", data[pos + 8 + n:pos + 12 + n])[0] == zlib.crc32(tag + body) & 0xFFFFFFFF
-        chunks[tag] = body
-        pos += 12 + n
-    assert struct.unpack(">IIBBBBB", chunks[b"IHDR"]) == (5, 7, 8, 2, 0, 0, 0)
-    rows = np.frombuffer(zlib.decompress(chunks[b"IDAT"]), np.uint8).reshape(7, 1 + 5 * 3)
-    assert (rows[:, 0] == 0).all()
-    np.testing.assert_array_equal(rows[:, 1:].reshape(7, 5, 3), img)
+def test_loss_plot_has_labelled_axes_and_a_legend(char_rnn):
+    fig = char_rnn.loss_figure({"train": ([1, 2, 3], [4.0, 3.5, 3.2]), "validation": ([3], [3.4])})
+    ax, = fig.axes
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("iteration", "nats/char")
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["train", "validation"]
+    assert [list(line.get_ydata()) for line in ax.get_lines()] == [[4.0, 3.5, 3.2], [3.4]]
+
+
+def test_loss_plot_without_matplotlib_says_what_to_install(char_rnn, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)            # import matplotlib now fails
+    why = char_rnn.plot_losses(str(tmp_path / "loss.png"), {"train": ([1], [4.0])})
+    assert "pip install matplotlib" in why and "graphnet[plot]" in why
+    assert not (tmp_path / "loss.png").exists()
 
 
 def test_batches_are_contiguous_streams(char_rnn):

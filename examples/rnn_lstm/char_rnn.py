@@ -13,20 +13,17 @@ stream of the text), so the gradient is truncated at ``--seq-len`` steps but the
 and the weight gradients; ``clip_grad_norm`` and Adam (or char-rnn's RMSprop) from graphnet.optim update them.
 
 Writes to ``--out``: the first layer's cell drawn forward, backward and as the compiled plan, and the stacked cell
-(SVG; needs graphviz's ``dot``), the loss curves (loss.png, drawn by a 60-line numpy+zlib PNG writer: matplotlib
-is not a dependency), the checkpoint (``gn.save`` of the one-step cell, JSON + npz), the vocabulary (vocab.json)
+(SVG; needs graphviz's ``dot``), the loss curves (loss.png, drawn with matplotlib: ``pip install graphnet[plot]``;
+without it the run says so and skips the plot), the checkpoint (``gn.save`` of the one-step cell, JSON + npz), the vocabulary (vocab.json)
 and samples.txt. The last line printed is ``final: train_loss X val_loss Y (nats/char)``.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import struct
 import sys
 import time
-import zlib
 from collections import Counter
 
 
@@ -254,81 +251,37 @@ def _clock(seconds: float) -> str:
     return f"{m}:{s:02d}"
 
 
-# 3x5 pixel glyphs (rows top to bottom) for the few characters the plot writes
-_GLYPHS = {
-    "0": "111101101101111", "1": "010110010010111", "2": "111001111100111", "3": "111001111001111",
-    "4": "101101111001001", "5": "111100111001111", "6": "111100111101111", "7": "111001001001001",
-    "8": "111101111101111", "9": "111101111001111", ".": "000000000000010", " ": "000000000000000",
-    "t": "010111010010011", "r": "000101110100100", "a": "000011101101011", "i": "010000010010010",
-    "n": "000110101101101", "v": "000101101101010", "l": "100100100100011", "e": "011101111100011",
-}
+def loss_figure(curves: dict):
+    """A matplotlib Figure of loss against iteration: one line per curve {name: (iterations, losses)}, axes
+    labelled (iteration, nats/char), a legend. Raises ImportError with what to install when matplotlib is missing."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")                # files only: no display needed
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ImportError("the loss plot needs matplotlib: pip install matplotlib (or pip install "
+                          "'graphnet[plot]')") from None
+    fig = Figure(figsize=(6.4, 4.0), dpi=100)
+    ax = fig.add_subplot()
+    for name, (its, vals) in curves.items():
+        ax.plot(its, vals, label=name, marker="o" if len(its) < 30 else None)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("nats/char")
+    ax.set_title("char-rnn loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig
 
 
-def _text(img, x, y, s, color, scale=2):
-    for k, ch in enumerate(s):
-        bits = _GLYPHS.get(ch, _GLYPHS[" "])
-        for r in range(5):
-            for c in range(3):
-                if bits[3 * r + c] == "1":
-                    x0, y0 = x + (4 * k + c) * scale, y + r * scale
-                    img[y0:y0 + scale, x0:x0 + scale] = color
-
-
-def _line(img, x0, y0, x1, y1, color, width=2):
-    n = int(max(abs(x1 - x0), abs(y1 - y0))) + 1
-    xs = np.linspace(x0, x1, n).round().astype(int)
-    ys = np.linspace(y0, y1, n).round().astype(int)
-    h, w, _ = img.shape
-    for dx in range(width):
-        for dy in range(width):
-            img[np.clip(ys + dy, 0, h - 1), np.clip(xs + dx, 0, w - 1)] = color
-
-
-def write_png(path: str, rgb: np.ndarray) -> None:
-    """An 8-bit RGB PNG: signature, IHDR, one zlib IDAT of filter-0 scanlines, IEND (each chunk CRC'd)."""
-    h, w, _ = rgb.shape
-
-    def chunk(tag, data):
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
-    raw = b"".join(b"\x00" + row.tobytes() for row in np.ascontiguousarray(rgb, np.uint8))
-    with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-                + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
-
-
-def plot_losses(path: str, curves: dict, width: int = 640, height: int = 400) -> None:
-    """Loss against iteration, one polyline per curve {name: (iterations, losses, rgb)}, y ticks labelled."""
-    img = np.full((height, width, 3), 255, np.uint8)
-    left, right, top, bottom = 60, 20, 20, 40
-    pts = [(np.asarray(i, float), np.asarray(v, float)) for i, v, _ in curves.values() if len(i)]
-    if not pts:
-        return write_png(path, img)
-    x_max = max(i.max() for i, _ in pts) or 1.0
-    lo, hi = min(v.min() for _, v in pts), max(v.max() for _, v in pts)
-    lo, hi = math.floor(lo * 2) / 2, math.ceil(hi * 2) / 2 + (0.5 if hi == lo else 0)
-    X = lambda i: left + (width - left - right) * i / x_max                              # noqa: E731
-    Y = lambda v: top + (height - top - bottom) * (hi - v) / (hi - lo)                   # noqa: E731
-    grey, black = (220, 220, 220), (0, 0, 0)
-    step = 0.5 if hi - lo <= 4 else 1.0
-    v = lo
-    while v <= hi + 1e-9:
-        _line(img, X(0), Y(v), X(x_max), Y(v), grey, 1)
-        _text(img, 6, int(Y(v)) - 5, f"{v:.1f}", black)
-        v += step
-    _line(img, X(0), Y(hi), X(0), Y(lo), black)
-    _line(img, X(0), Y(lo), X(x_max), Y(lo), black)
-    _text(img, width - right - 4 * 2 * len(str(int(x_max))), height - bottom + 8, str(int(x_max)), black)
-    _text(img, left, height - bottom + 8, "0", black)
-    for k, (name, (its, vals, color)) in enumerate(curves.items()):
-        its, vals = np.asarray(its, float), np.asarray(vals, float)
-        for a in range(len(its) - 1):
-            _line(img, X(its[a]), Y(vals[a]), X(its[a + 1]), Y(vals[a + 1]), color)
-        if len(its) == 1:
-            _line(img, X(its[0]) - 2, Y(vals[0]), X(its[0]) + 2, Y(vals[0]), color, 4)
-        lx = width - right - 120
-        _line(img, lx, top + 10 + 16 * k, lx + 20, top + 10 + 16 * k, color, 3)
-        _text(img, lx + 28, top + 5 + 16 * k, name, black)
-    write_png(path, img)
+def plot_losses(path: str, curves: dict) -> str | None:
+    """Write ``loss_figure(curves)`` to ``path``; without matplotlib, no file and the reason why, else None."""
+    try:
+        fig = loss_figure(curves)
+    except ImportError as e:
+        return str(e)
+    fig.savefig(path)
+    return None
 
 
 # --- diagrams, checkpoint -----------------------------------------------------------------------------------------
@@ -457,15 +410,17 @@ def main(argv=None) -> dict:
         f.write(sample + "\n")
 
     smooth = np.convolve(hist_loss, np.ones(min(20, len(hist_loss))) / min(20, len(hist_loss)), mode="valid")
-    plot_losses(os.path.join(a.out, "loss.png"), {
-        "train": (hist_it[len(hist_it) - len(smooth):], smooth, (31, 119, 180)),
-        "val": (val_it, val_loss, (214, 39, 40))})
+    loss_png = os.path.join(a.out, "loss.png")
+    missing = plot_losses(loss_png, {"train (mean of 20)": (hist_it[len(hist_it) - len(smooth):], smooth),
+                                     "validation": (val_it, val_loss)})
+    if missing:
+        log(f"loss.png not written: {missing}")
     drawn = draw_cells(model, a.out, log)
     ckpt = os.path.join(a.out, "char_rnn.gnet") if a.checkpoint is None else a.checkpoint
     if ckpt:
         save_checkpoint(model, vocab, ckpt)
     total = time.perf_counter() - t_start
-    log(f"wrote {', '.join([os.path.join(a.out, 'loss.png')] + drawn + ([ckpt] if ckpt else []))}")
+    log(f"wrote {', '.join(([] if missing else [loss_png]) + drawn + ([ckpt] if ckpt else []))}")
     log(f"time: {total:.1f} s total, {train_seconds:.1f} s training "
         f"({1000 * train_seconds / a.iters:.0f} ms/iteration, "
         f"{a.iters * a.batch * a.seq_len / train_seconds:,.0f} chars/s); "

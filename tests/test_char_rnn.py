@@ -153,7 +153,8 @@ def test_loss_plot_has_labelled_axes_and_a_legend(char_rnn):
 
 
 def test_loss_plot_without_matplotlib_says_what_to_install(char_rnn, tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "matplotlib", None)            # import matplotlib now fails
+    for name in ("matplotlib", "matplotlib.figure"):                 # importing them now fails
+        monkeypatch.setitem(sys.modules, name, None)
     why = char_rnn.plot_losses(str(tmp_path / "loss.png"), {"train": ([1], [4.0])})
     assert "pip install matplotlib" in why and "graphnet[plot]" in why
     assert not (tmp_path / "loss.png").exists()

@@ -255,9 +255,7 @@ def loss_figure(curves: dict):
     """A matplotlib Figure of loss against iteration: one line per curve {name: (iterations, losses)}, axes
     labelled (iteration, nats/char), a legend. Raises ImportError with what to install when matplotlib is missing."""
     try:
-        import matplotlib
-        matplotlib.use("Agg")                # files only: no display needed
-        from matplotlib.figure import Figure
+        from matplotlib.figure import Figure     # a Figure alone, no pyplot: no GUI backend, no global state
     except ImportError:
         raise ImportError("the loss plot needs matplotlib: pip install matplotlib (or pip install "
                           "'graphnet[plot]')") from None

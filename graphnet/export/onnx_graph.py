@@ -109,7 +109,7 @@ class OnnxGraph:
 
     # --- the finished graph ------------------------------------------------------------------------------------
     def used_by(self, outputs) -> tuple:
-        """The nodes and initializers the outputs need, in order (translations leave unused helpers behind)."""
+        """The nodes and initializers the outputs need, in order (a translation may leave nodes no output reads)."""
         need = set(outputs)
         keep = []
         for node in reversed(self.nodes):

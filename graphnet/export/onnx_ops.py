@@ -198,9 +198,12 @@ def _axes(axes, ndim):
     return sorted({a % ndim for a in axes})
 
 
-@translates(ops.Softmax, ops.LogSoftmax)
+_ALONG_AXIS = {ops.Softmax: "Softmax", ops.LogSoftmax: "LogSoftmax"}
+
+
+@translates(*_ALONG_AXIS)
 def _softmax(g, v, xs):
-    return g.add(type(v.op).__name__, xs, hint(v), axis=v.op.axis)
+    return g.add(_ALONG_AXIS[type(v.op)], xs, hint(v), axis=v.op.axis)
 
 
 # --- moving data -------------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from .debug import debug
 from .optim import clip_grad_norm, clip_grad_value
 from .render import render
 from .errors import FormatError, GraphError, GraphnetError, InputError, RenderError, ShapeError
+from .clone import clone_many_times
 from .gmodule import gModule
 from .module import Module, Parameter, manual_seed
 from .node import Input, Node

@@ -152,6 +152,7 @@ def test_join_split_tables():
     _check(nn.SplitTable(1), [rng.standard_normal((2, 3))])
     _check(nn.SelectTable(1), [a, b])
     _check(nn.NarrowTable(0, 2), [a, b, a.copy()])
+    _check(nn.FlattenTable(), [a, b])
 
 
 def test_lookup_table():
@@ -412,6 +413,7 @@ def _checked_cases(rng):
     yield nn.JoinTable(1), [rng.standard_normal(sh), rng.standard_normal(sh)]
     yield nn.SelectTable(1), [rng.standard_normal(sh), rng.standard_normal(sh)]
     yield nn.NarrowTable(0, 2), [rng.standard_normal(sh) for _ in range(3)]
+    yield nn.FlattenTable(), [rng.standard_normal(sh) for _ in range(3)]
     yield nn.LookupTable(5, 3), [np.array([[0, 2, 2], [4, 1, 0]])]
     for crit in (nn.MSECriterion, nn.AbsCriterion, nn.SmoothL1Criterion, nn.BCECriterion):
         yield crit(), [rng.uniform(0.1, 0.9, (4, 3)), rng.uniform(0.1, 0.9, (4, 3))]

@@ -81,6 +81,9 @@ class Container(Module):
         n = _lowered_count(self, list(shapes))
         return n if n is not None else self._count_guess(shapes)
 
+    def table_outputs(self):
+        return self._count_guess(())
+
     def _count_guess(self, shapes):
         return 1
 
@@ -106,7 +109,9 @@ class Sequential(Container):
         return _result(outs)
 
     def _count_guess(self, shapes):
-        return self._members[-1].num_outputs(None) if self._members else len(shapes)
+        if not self._members:
+            return len(shapes) or None
+        return self._members[-1].num_outputs(*([None] * max(1, len(shapes))))
 
 
 class ConcatTable(Container):
@@ -125,7 +130,7 @@ class ConcatTable(Container):
         return _result(outs)
 
     def _count_guess(self, shapes):
-        counts = [m.num_outputs(*shapes) for m in self._members]
+        counts = [m.num_outputs(*(shapes or (None,))) for m in self._members]
         return None if None in counts else sum(counts)
 
 
@@ -146,7 +151,9 @@ class ParallelTable(Container):
         return _result(outs)
 
     def _count_guess(self, shapes):
-        counts = [m.num_outputs(s) for m, s in zip(self._members, shapes)]
+        known = len(shapes) == len(self._members)       # else the inputs are a table of unknown size
+        counts = [m.num_outputs(s if known else None) for m, s in zip(self._members, shapes)] if known else \
+            [m.num_outputs(None) for m in self._members]
         return None if None in counts else sum(counts)
 
 

@@ -10,7 +10,7 @@ from .gmodule import gModule
 from .module import Module, Parameter, manual_seed
 from .node import Input, Node
 from .rnn import unroll
-from .serialize import load, load_state, save, save_state
+from .serialize import load, load_state, register_module, save, save_state
 from .train import Learner
 
 __version__ = "0.1.0"

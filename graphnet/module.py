@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 
 import numpy as np
 
@@ -102,6 +103,8 @@ class Module:
         # Record the constructor's arguments (of the most derived class) so a module can be described and
         # rebuilt from a registry of graphnet's classes (serialization, summaries) without pickling it.
         super().__init_subclass__(**kw)
+        if "update_output" in cls.__dict__ and "arity" not in cls.__dict__:
+            cls.arity = _positional_count(cls.update_output)     # a numpy module takes what its method takes
         init = cls.__dict__.get("__init__")
         if init is None:
             return
@@ -134,7 +137,20 @@ class Module:
 
     # --- what subclasses define ----------------------------------------------------------------------------
     def lower(self, b, *xs):
-        raise NotImplementedError(f"{type(self).__name__} does not define lower()")
+        """The module as primitives on builder ``b`` (see the README's "Custom modules"). A module that defines
+        ``update_output`` instead (torch7-style numpy) runs as one opaque step."""
+        if not callable(getattr(self, "update_output", None)):
+            raise node_error(GraphError, f"{type(self).__name__} defines neither lower(b, *xs) nor "
+                                         f"update_output(*inputs): graphnet cannot compute it", b.src)
+        from .ops.opaque import lower_opaque
+        try:
+            return lower_opaque(self, b, *xs)
+        except GraphnetError:
+            raise
+        except Exception as e:      # the shape probe: update_output on zeros of the compiled input shapes
+            shapes = ", ".join(str(x.shape) for x in xs)
+            raise node_error(GraphError, f"{type(self).__name__}.update_output failed on zeros of shapes "
+                                         f"{shapes}: {type(e).__name__}: {e}", b.src) from e
 
     def num_outputs(self, *shapes) -> int | None:
         """Outputs made from inputs of these shapes (None: not known until split)."""
@@ -171,6 +187,10 @@ class Module:
     def _apply(self, args):
         from .compile.ir import Builder
         site = caller_site()
+        if type(self).lower is Module.lower and not callable(getattr(self, "update_output", None)):
+            raise GraphError(f"{type(self).__name__} defines neither lower(b, *xs) (a composition of primitives) "
+                             f"nor update_output(*inputs) (numpy, torch7-style), so it cannot be called on nodes "
+                             f"(at {site})")
         nodes = _as_nodes(self, args, site)
         if not nodes:
             raise GraphError(f"{self.label()} was called with no input nodes (at {site}); a graph starts at "
@@ -386,3 +406,11 @@ def lower_node(b, node, env):
 
 def _as_list(x):
     return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+def _positional_count(method) -> int | None:
+    """How many inputs ``method(self, *inputs)`` takes (None: any number)."""
+    kinds = [p.kind for p in inspect.signature(method).parameters.values()][1:]
+    if inspect.Parameter.VAR_POSITIONAL in kinds:
+        return None
+    return sum(k in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD) for k in kinds)

@@ -12,7 +12,7 @@ import sys
 import networkx as nx
 
 from .errors import GraphError, ShapeError, caller_site, fmt_shape, node_error
-from .module import Module, lower_node
+from .module import Module
 from .node import APPLY, INPUT, ITEM, Node
 from .tables import Structure, input_spec, output_spec
 
@@ -205,3 +205,30 @@ def _name_from_locals(gm, graph):
     for var, val in list(f.f_locals.items()):
         if isinstance(val, Node) and val.name is None and val in graph and not var.startswith("_"):
             val.name = var
+
+
+def lower_node(b, node, env):
+    """Lower one applied module: its inputs' values (tables of compile-time size expanded) -> its value(s)."""
+    args = []
+    for p in node.inputs:
+        args.extend(env[p]) if p.is_multi else args.append(env[p])
+    m = node.module
+    if m.arity is not None and len(args) != m.arity:
+        raise node_error(GraphError, f"{m.label()} takes {m.arity} input{'s' * (m.arity != 1)}, got a table of "
+                                     f"{len(args)}", node)
+    b.push(node)
+    try:
+        out = m.lower(b, *args)
+    finally:
+        b.pop()
+    if node.is_multi and not isinstance(out, (list, tuple)):
+        out = [out]
+    if not node.is_multi and isinstance(out, (list, tuple)):
+        if len(out) != 1:
+            raise node_error(GraphError, f"{m.label()} made {len(out)} outputs, but the graph uses it as one "
+                                         f"value; unpack it with .split({len(out)})", node)
+        out = out[0]
+    if node.is_multi and node.n_outputs is not None and len(out) != node.n_outputs:
+        raise node_error(GraphError, f"{node.op_label()} made {len(out)} outputs, but the graph uses it as "
+                                     f"{node.n_outputs} (split({node.n_outputs}))", node)
+    return out

@@ -377,40 +377,13 @@ def _table_entries(module, a, site):
     return [leaf for item in a.split(a.n_outputs) for leaf in _table_entries(module, item, site)]
 
 
-def lower_node(b, node, env):
-    """Lower one applied module: its inputs' values (tables of compile-time size expanded) -> its value(s)."""
-    args = []
-    for p in node.inputs:
-        args.extend(env[p]) if p.is_multi else args.append(env[p])
-    m = node.module
-    if m.arity is not None and len(args) != m.arity:
-        raise node_error(GraphError, f"{m.label()} takes {m.arity} input{'s' * (m.arity != 1)}, got a table of "
-                                     f"{len(args)}", node)
-    b.push(node)
-    try:
-        out = m.lower(b, *args)
-    finally:
-        b.pop()
-    if node.is_multi and not isinstance(out, (list, tuple)):
-        out = [out]
-    if not node.is_multi and isinstance(out, (list, tuple)):
-        if len(out) != 1:
-            raise node_error(GraphError, f"{m.label()} made {len(out)} outputs, but the graph uses it as one "
-                                         f"value; unpack it with .split({len(out)})", node)
-        out = out[0]
-    if node.is_multi and node.n_outputs is not None and len(out) != node.n_outputs:
-        raise node_error(GraphError, f"{node.op_label()} made {len(out)} outputs, but the graph uses it as "
-                                     f"{node.n_outputs} (split({node.n_outputs}))", node)
-    return out
-
-
-def _as_list(x):
-    return list(x) if isinstance(x, (list, tuple)) else [x]
-
-
 def _positional_count(method) -> int | None:
     """How many inputs ``method(self, *inputs)`` takes (None: any number)."""
     kinds = [p.kind for p in inspect.signature(method).parameters.values()][1:]
     if inspect.Parameter.VAR_POSITIONAL in kinds:
         return None
     return sum(k in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD) for k in kinds)
+
+
+def _as_list(x):
+    return list(x) if isinstance(x, (list, tuple)) else [x]

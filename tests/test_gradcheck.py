@@ -422,6 +422,29 @@ def _checked_cases(rng):
     for _, factory, makers, _ in OTHERS:
         yield factory(), [mk(rng) for mk in makers]
     yield _fan_out_graph(), [rng.standard_normal((2, 3))]
+    yield _NumpyScaleAdd(3), [rng.standard_normal(sh), rng.standard_normal(sh)]
+
+
+class _NumpyScaleAdd(gn.Module):
+    """y = x * w + z, torch7-style in numpy: the opaque forward, input-gradient and parameter-gradient steps."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.weight = gn.Parameter(np.linspace(0.5, 1.5, n))
+
+    def update_output(self, x, z):
+        return x * self.weight.data + z
+
+    def update_grad_input(self, x, z, grad_output):
+        return [grad_output * self.weight.data, grad_output]
+
+    def acc_grad_parameters(self, x, z, grad_output):
+        self.weight.grad += (grad_output * x).sum(0)
+
+
+def test_numpy_module_gradients():
+    rng = np.random.default_rng(12)
+    _check(_NumpyScaleAdd(3), [rng.standard_normal((2, 3)), rng.standard_normal((2, 3))])
 
 
 def test_every_primitive_op_is_gradient_checked():

@@ -15,12 +15,21 @@ from .registry import _is_container, _kind_of, registry
 from .schema import _Fail, _encode, _resolve
 
 
-def save(module, path) -> None:
-    """Write ``module`` to ``path`` (a zip of graph.json and params.npz): ``gn.load(path)`` rebuilds it."""
+def save(obj, path) -> None:
+    """Write ``obj`` to ``path`` (a zip of graph.json and params.npz): ``gn.load(path)`` rebuilds it.
+
+    ``obj``: a module, or a checkpoint: a dict or list holding modules and JSON values (char-rnn's
+    ``{"protos": {...}, "vocab": {...}, "opt": {...}}``); modules shared between entries are written once.
+    """
     from ..gmodule import gModule
-    if not isinstance(module, _module.Module):
-        raise FormatError(f"gn.save takes a module (a gModule or an nn module), got {type(module).__name__}")
-    mods = module.modules()
+    if isinstance(obj, _module.Module):
+        roots = [obj]
+    elif isinstance(obj, (dict, list, tuple)):
+        roots = _modules_in(obj)
+    else:
+        raise FormatError(f"gn.save takes a module (a gModule or an nn module), or a dict or list of modules and "
+                          f"JSON values (a checkpoint), got {type(obj).__name__}")
+    mods = list({id(m): m for r in roots for m in r.modules()}.values())
     mindex = {id(m): i for i, m in enumerate(mods)}
     nodes = sorted({id(n): n for m in mods if isinstance(m, gModule) for n in m.order}.values(), key=lambda n: n.id)
     nindex = {id(n): i for i, n in enumerate(nodes)}
@@ -43,7 +52,8 @@ def save(module, path) -> None:
         members = []
         if isinstance(m, gModule):
             args, kwargs = (), {}
-            graph = {"inputs": [nindex[id(n)] for n in m.inputs], "outputs": [nindex[id(n)] for n in m.outputs],
+            graph = {"inputs": [nindex[id(n)] for n in m.declared_inputs],
+                     "outputs": [_output_refs(spec, nindex) for spec in m.structure.outputs],
                      "name": m.name, "site": str(m.site)}
         elif _is_container(m):
             args = tuple(a for a in args if not isinstance(a, _module.Module))
@@ -66,16 +76,31 @@ def save(module, path) -> None:
                 raise FormatError(f"cannot save {e}; gn.load would refuse it") from None
     node_entries = [{"kind": n.kind, "module": mindex[id(n.module)] if n.kind == APPLY else None,
                      "inputs": [nindex[id(p)] for p in n.inputs], "index": n.index,
-                     "n_outputs": n.n_outputs if n.kind == APPLY else None,
+                     "n_outputs": n.n_outputs if n.kind == APPLY or n.is_table_input else None,
                      "shape": list(n.shape) if n.kind == INPUT and n.shape is not None else None,
                      "name": n.name, "attrs": dict(n.attrs), "site": str(n.site)} for n in nodes]
-    doc = {"format": MODEL, "version": VERSION, "root": 0, "modules": entries, "nodes": node_entries,
+    root = 0 if isinstance(obj, _module.Module) else {"checkpoint": _encode(obj, modules=mindex, where="the checkpoint")}
+    doc = {"format": MODEL, "version": VERSION, "root": root, "modules": entries, "nodes": node_entries,
            "arrays": [_table_entry(k, a) for k, a in arrays]}
     _write(path, "graph.json", doc, "params.npz", arrays)
 
 
+def _modules_in(v, depth=0) -> list:
+    if depth > 32:
+        return []
+    if isinstance(v, _module.Module):
+        return [v]
+    items = v.values() if isinstance(v, dict) else v if isinstance(v, (list, tuple)) else ()
+    return [m for x in items for m in _modules_in(x, depth + 1)]
+
+
+def _output_refs(spec, nindex):
+    """A gModule output as node indices: one index, or a (nested) list of them for a table."""
+    return nindex[id(spec.node)] if spec.is_leaf else [_output_refs(e, nindex) for _, e in spec.entries]
+
+
 def load(path, *, max_bytes: int = DEFAULT_MAX_BYTES):
-    """The module saved in ``path`` by ``gn.save``; a file that is not acceptable raises ``gn.FormatError``.
+    """The module (or checkpoint: the same dicts and lists) saved in ``path`` by ``gn.save``; a file that is not acceptable raises ``gn.FormatError``.
 
     ``max_bytes`` bounds the total size of the arrays (refused before anything is allocated).
     """
@@ -134,14 +159,16 @@ def _build(spec, table, arrays):
     finally:
         _module._rng = saved_rng
     _module._bump()
-    return built_m[spec["root"]]
+    root = spec["root"]
+    return built_m[root] if isinstance(root, int) else _resolve(root, lambda r: built_m[r.index])
 
 
 def _build_module(s, built_m, built_n, arrays, table, owner, guard):
     where, cls = s["where"], registry()[s["kind"]]
     if s["graph"]:
         ins, outs, name, site = s["graph"]
-        m = _call(where, _pack, [built_n[j] for j in ins], [built_n[j] for j in outs])
+        nested = lambda v: [nested(x) for x in v] if isinstance(v, list) else built_n[v]  # noqa: E731
+        m = _call(where, _pack, [built_n[j] for j in ins], nested(outs))
         m.name, m.site = name, site
     else:
         guard.where = where
@@ -193,7 +220,7 @@ def _build_node(s, built_m, built_n):
     if s["kind"] == INPUT:
         n = _call(where, Input, s["shape"], s["name"])
     elif s["kind"] == APPLY:
-        if any(x.is_multi for x in ins):
+        if any(x.is_multi and not (x.kind == APPLY and x.n_outputs is None) for x in ins):
             raise _Fail(f"{where}.inputs: an input has several outputs; edges take one through an 'item' node")
         n = _call(where, built_m[s["module"]], *ins)
         if n.n_outputs is None:
@@ -202,6 +229,8 @@ def _build_node(s, built_m, built_n):
             raise _Fail(f"{where}.n_outputs: the file says {s['n_outputs']}, the module makes {n.n_outputs}")
     else:
         n = _call(where, ins[0].item, s["index"])
+    if s["kind"] != APPLY and s["n_outputs"] is not None:     # an input table of known size
+        _call(where, n.split, s["n_outputs"])
     n.name, n.site, n.attrs = s["name"], s["site"], dict(s["attrs"])
     return n
 

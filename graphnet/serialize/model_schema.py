@@ -17,9 +17,16 @@ def _check_model(doc, table):
     n_arr = len(table)
     mods = _list(doc["modules"], "graph.json: modules")
     nodes = _list(doc["nodes"], "graph.json: nodes")
-    if not mods:
-        raise _Fail("graph.json: modules: the list is empty")
-    root = _index(doc["root"], len(mods), "graph.json: root", "modules")
+    if isinstance(doc["root"], dict):          # a checkpoint: JSON values and references to modules
+        _obj(doc["root"], "graph.json: root", ("checkpoint",))
+        dec = _Decoder(n_modules=len(mods))
+        root = dec(doc["root"]["checkpoint"], "graph.json: root.checkpoint")
+        roots = dec.modules_used
+    else:
+        if not mods:
+            raise _Fail("graph.json: modules: the list is empty")
+        root = _index(doc["root"], len(mods), "graph.json: root", "modules")
+        roots = [root]
     reg = registry()
     deps = nx.DiGraph()                 # an edge u -> v: u must be built before v
     use_param, use_buffer = {}, {}
@@ -53,10 +60,9 @@ def _check_model(doc, table):
             g = _obj(e["graph"], f"{p}.graph", ("inputs", "outputs", "name", "site"))
             ins = [_index(j, len(nodes), f"{p}.graph.inputs[{k}]", "nodes")
                    for k, j in enumerate(_list(g["inputs"], f"{p}.graph.inputs"))]
-            outs = [_index(j, len(nodes), f"{p}.graph.outputs[{k}]", "nodes")
-                    for k, j in enumerate(_list(g["outputs"], f"{p}.graph.outputs"))]
+            outs = _output_refs(g["outputs"], len(nodes), f"{p}.graph.outputs", 0)
             graph = (ins, outs, _opt_str(g["name"], f"{p}.graph.name"), _str(g["site"], f"{p}.graph.site"))
-            for j in ins + outs:
+            for j in ins + _leaves(outs):
                 deps.add_edge(("n", j), ("m", i))
         elif e["graph"] is not None:
             raise _Fail(f"{p}.graph: only a gModule has a graph; expected null for {kind}")
@@ -90,14 +96,29 @@ def _check_model(doc, table):
     if cycle:
         path = " -> ".join(f"{'modules' if k == 'm' else 'nodes'}[{j}]" for (k, j), _ in cycle)
         raise _Fail(f"graph.json: the references form a cycle: {path} -> back to the start")
-    used = nx.ancestors(deps, ("m", root)) | {("m", root)}
+    used = {("m", r) for r in roots}
+    for r in roots:
+        used |= nx.ancestors(deps, ("m", r))
     unused = [k for k in deps.nodes if k not in used]
     if unused:
         k, j = min(unused)
         raise _Fail(f"graph.json: {'modules' if k == 'm' else 'nodes'}[{j}] is not part of the root module "
-                    f"(modules[{root}])")
+                    f"(modules[{', '.join(map(str, roots))}])")
     order = list(nx.lexicographical_topological_sort(deps, key=lambda k: (k[0] != "m", k[1])))
     return {"modules": specs, "nodes": node_specs, "root": root, "order": order}
+
+
+def _output_refs(v, n_nodes, path, depth):
+    """A gModule's outputs: node indices, nested lists of them where an output is a table."""
+    if depth > 8:
+        raise _Fail(f"{path}: tables nested more than 8 deep")
+    if isinstance(v, list):
+        return [_output_refs(x, n_nodes, f"{path}[{k}]", depth + 1) for k, x in enumerate(_list(v, path))]
+    return _index(v, n_nodes, path, "nodes")
+
+
+def _leaves(v) -> list:
+    return [j for x in v for j in _leaves(x)] if isinstance(v, list) else [v]
 
 
 def _check_node(e, i, n_nodes, n_mods, deps):
@@ -117,13 +138,15 @@ def _check_node(e, i, n_nodes, n_mods, deps):
         _drawing_attr(k, _str(v, f"{p}.attrs.{k[:40]}"), f"{p}.attrs")
     spec = {"kind": kind, "inputs": ins, "name": name, "attrs": dict(attrs), "site": _str(e["site"], f"{p}.site"),
             "where": p, "module": None, "index": None, "n_outputs": None, "shape": None}
-    for k in {INPUT: ("module", "index", "n_outputs"), APPLY: ("index", "shape"),
-              ITEM: ("module", "n_outputs", "shape")}[kind]:
+    for k in {INPUT: ("module", "index"), APPLY: ("index", "shape"),
+              ITEM: ("module", "shape")}[kind]:
         if e[k] is not None:
             raise _Fail(f"{p}.{k}: a node of kind '{kind}' has no {k}; expected null")
     deps.add_node(("n", i))
     for j in ins:
         deps.add_edge(("n", j), ("n", i))
+    if kind != APPLY and e["n_outputs"] is not None:       # an input table (or an entry that is a table): its size
+        spec["n_outputs"] = _int(e["n_outputs"], f"{p}.n_outputs", 1, MAX_ITEMS)
     if kind == INPUT:
         if ins:
             raise _Fail(f"{p}.inputs: an input node has no inputs")
@@ -161,13 +184,16 @@ def _drawing_attr(k, v, path):
 
 def _check_edges(node_specs):
     """Edges take single outputs; an item node takes output ``index`` of a multi-output node, once."""
-    multi = [s["kind"] == APPLY and s["n_outputs"] != 1 for s in node_specs]
+    tables = {s["inputs"][0] for s in node_specs if s["kind"] == ITEM}
+    multi = [(s["kind"] == APPLY and s["n_outputs"] != 1) or (s["kind"] != APPLY and i in tables)
+             for i, s in enumerate(node_specs)]
     items = set()
     for s in node_specs:
         p = s["where"]
         if s["kind"] == APPLY:
             for k, j in enumerate(s["inputs"]):
-                if multi[j]:
+                # a whole table reaches a module only when its size is known at compile time (n_outputs null)
+                if multi[j] and not (node_specs[j]["kind"] == APPLY and node_specs[j]["n_outputs"] is None):
                     raise _Fail(f"{p}.inputs[{k}]: nodes[{j}] has several outputs; an edge takes one of them "
                                 f"through an 'item' node")
         elif s["kind"] == ITEM:
@@ -188,6 +214,7 @@ def _check_graph_io(s, i, node_specs):
         if node_specs[j]["kind"] != INPUT:
             raise _Fail(f"{p}.inputs[{k}]: nodes[{j}] is a '{node_specs[j]['kind']}' node; a gModule's inputs "
                         f"are input nodes")
+    outs = _leaves(outs)
     for k, j in enumerate(outs):
         if node_specs[j]["kind"] == APPLY and node_specs[j]["n_outputs"] != 1:
             raise _Fail(f"{p}.outputs[{k}]: nodes[{j}] has several outputs; list its 'item' nodes instead")

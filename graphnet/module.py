@@ -318,6 +318,8 @@ class Module:
     def backward(self, inputs, grad_outputs):
         """Gradients w.r.t. the inputs (one array, or a list; nested as the inputs were given); parameter
         gradients accumulate into ``.grad``. A scalar output takes a size-1 gradient too."""
+        if "_out_shapes" not in self.__dict__:
+            self.forward(inputs)        # run_backward would: this way the outputs' shapes are known here too
         io = self._structure(inputs)
         if io is None:
             return self._plan().run_backward(inputs, self._scalar_grads(_as_list(grad_outputs)))

@@ -112,10 +112,11 @@ class Mul(Module):
 
 
 class MulConstant(Module):
-    """y = c x"""
+    """y = c x. ``inplace`` (torch7's flag) is accepted: the memory planner decides in-place writes itself."""
 
-    def __init__(self, constant_scalar: float):
+    def __init__(self, constant_scalar: float, inplace: bool = False):
         super().__init__()
+        self.inplace = bool(inplace)
         self.constant_scalar = check_float("constant_scalar", constant_scalar, "MulConstant")
 
     def label(self):
@@ -126,10 +127,11 @@ class MulConstant(Module):
 
 
 class AddConstant(Module):
-    """y = x + c"""
+    """y = x + c. ``inplace`` (torch7's flag) is accepted: the memory planner decides in-place writes itself."""
 
-    def __init__(self, constant_scalar: float):
+    def __init__(self, constant_scalar: float, inplace: bool = False):
         super().__init__()
+        self.inplace = bool(inplace)
         self.constant_scalar = check_float("constant_scalar", constant_scalar, "AddConstant")
 
     def label(self):
@@ -228,10 +230,16 @@ class LogSoftMax(Module):
 
 
 class Dropout(Module):
-    """training: y = x * mask / (1 - p), mask ~ Bernoulli(1 - p), drawn per run; evaluation: y = x"""
+    """training: y = x * mask / (1 - p), mask ~ Bernoulli(1 - p), drawn per run; evaluation: y = x.
 
-    def __init__(self, p: float = 0.5):
+    torch7's flags: ``v1`` (the first version: training y = x * mask, evaluation y = (1 - p) x); ``inplace``
+    (accepted: the memory planner decides in-place writes itself); ``stochastic_inference`` (masks in evaluation
+    too)."""
+
+    def __init__(self, p: float = 0.5, v1: bool | None = False, inplace: bool = False,
+                 stochastic_inference: bool = False):
         super().__init__()
+        self.v1, self.inplace, self.stochastic_inference = bool(v1), bool(inplace), bool(stochastic_inference)
         p = check_float("p", p, "Dropout")
         if not 0.0 <= p < 1.0:
             from ..errors import GraphError
@@ -242,9 +250,12 @@ class Dropout(Module):
         return f"Dropout({self.p:g})"
 
     def lower(self, b, x):
-        if not self.train or self.p == 0.0:
+        if self.p == 0.0:
             return x
-        return b(ops.Mul(), x, b(ops.DropoutMask(self.p, x.shape, x.dtype or self.dtype)))
+        if not self.train and not self.stochastic_inference:
+            return b(ops.Scale(1.0 - self.p), x) if self.v1 else x
+        y = b(ops.Mul(), x, b(ops.DropoutMask(self.p, x.shape, x.dtype or self.dtype)))
+        return b(ops.Scale(1.0 - self.p), y) if self.v1 else y
 
 
 class LookupTable(Module):

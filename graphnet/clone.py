@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import copy
 
-import numpy as np
-
-from .errors import GraphError
+from .nn._util import build_error
 
 
 def _grad_name(key: str) -> str:
@@ -25,7 +23,7 @@ def clone_module(module, names=()):
     known = keys | {_grad_name(k) for k in keys}
     for n in names:
         if not isinstance(n, str) or n not in known:
-            raise GraphError(f"{module.label()}.clone({', '.join(map(repr, names))}): {n!r} names no parameter "
+            raise build_error(f"{module.label()}.clone({', '.join(map(repr, names))}): {n!r} names no parameter "
                              f"of it; its parameters are {', '.join(sorted(keys)) or 'none'} (and their gradients "
                              f"{', '.join(_grad_name(k) for k in sorted(keys)) or 'none'})")
     memo = {}
@@ -47,7 +45,7 @@ def clone_module(module, names=()):
 def clone_many_times(module, n: int) -> list:
     """n clones of ``module`` that share all its parameters and gradients (torch7's g_cloneManyTimes)."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise GraphError(f"clone_many_times(module, n): n must be an int >= 0, got {n!r}")
+        raise build_error(f"clone_many_times(module, n): n must be an int >= 0, got {n!r}")
     names = {k for m in module.modules() for k in m._params}
     names |= {_grad_name(k) for k in names}
     return [clone_module(module, tuple(sorted(names))) for _ in range(n)]

@@ -49,8 +49,14 @@ class Node:
             return f"output {self.index} of {self.inputs[0].op_label()}"
         return self.module.label()
 
-    def annotate(self, name: str | None = None, **graphviz_attrs) -> "Node":
-        """Name the node and set graphviz attributes for its drawing; returns the node."""
+    def annotate(self, name: str | None = None, graphAttributes: dict | None = None, **graphviz_attrs) -> "Node":
+        """Name the node and set graphviz attributes for its drawing; returns the node. nngraph's spelling,
+        ``annotate(graphAttributes={"color": "red"})``, sets the same attributes as ``annotate(color="red")``."""
+        if graphAttributes is not None:
+            if not isinstance(graphAttributes, dict) or not all(isinstance(k, str) for k in graphAttributes):
+                raise self._error(f"annotate(graphAttributes=...) takes a dict of graphviz attributes, got "
+                                  f"{type(graphAttributes).__name__}")
+            graphviz_attrs = {**graphAttributes, **graphviz_attrs}
         if name is not None:
             if not isinstance(name, str) or not name:
                 raise self._error(f"annotate(name=...) takes a non-empty string, got {name!r}")

@@ -7,7 +7,7 @@ import numpy as np
 
 from .. import ops
 from ..module import DEFAULT_DTYPE, Module, Parameter, rng
-from ._util import check_float, check_int, fail
+from ._util import build_error, check_float, check_int, fail
 
 
 def _uniform(stdv, shape):
@@ -88,8 +88,7 @@ class Add(Module):
             dims = size if isinstance(size, (tuple, list)) else (size,)
             self.size = tuple(check_int("size", d, 1, "Add") for d in dims)
             if not self.size:
-                from ..errors import GraphError
-                raise GraphError("Add needs the bias shape: Add(3) or Add((2, 3))")
+                raise build_error("Add needs the bias shape: Add(3) or Add((2, 3))")
         n = int(np.prod(self.size))
         self.bias = Parameter(_uniform(1.0 / math.sqrt(n), self.size))
 
@@ -160,14 +159,12 @@ def _pointwise(name, make_op, doc, signature=()):
         _Pointwise.__init__(self)
         names = list(defaults)
         if len(args) > len(names):
-            from ..errors import GraphError
-            raise GraphError(f"{name} takes at most {len(names)} arguments, got {len(args)}")
+            raise build_error(f"{name} takes at most {len(names)} arguments, got {len(args)}")
         vals = dict(defaults)
         vals.update(zip(names, args))
         for k, v in kwargs.items():
             if k not in defaults:
-                from ..errors import GraphError
-                raise GraphError(f"{name} got an unexpected argument {k!r}")
+                raise build_error(f"{name} got an unexpected argument {k!r}")
             vals[k] = v
         for k, v in vals.items():
             check_float(k, v, name)
@@ -202,8 +199,7 @@ class HardTanh(_Pointwise):
         lo = check_float("min_value", min_value, "HardTanh")
         hi = check_float("max_value", max_value, "HardTanh")
         if lo > hi:
-            from ..errors import GraphError
-            raise GraphError(f"HardTanh needs min_value <= max_value, got {lo} > {hi}")
+            raise build_error(f"HardTanh needs min_value <= max_value, got {lo} > {hi}")
         self.op = ops.HardTanh(lo, hi)
 
 
@@ -242,8 +238,7 @@ class Dropout(Module):
         self.v1, self.inplace, self.stochastic_inference = bool(v1), bool(inplace), bool(stochastic_inference)
         p = check_float("p", p, "Dropout")
         if not 0.0 <= p < 1.0:
-            from ..errors import GraphError
-            raise GraphError(f"Dropout(p={p}): p must be in [0, 1)")
+            raise build_error(f"Dropout(p={p}): p must be in [0, 1)")
         self.p = p
 
     def label(self):

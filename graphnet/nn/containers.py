@@ -9,7 +9,7 @@ from __future__ import annotations
 from .. import ops
 from ..errors import GraphError, GraphnetError, fmt_shape
 from ..module import Module
-from ._util import check_int, fail
+from ._util import build_error, check_int, fail
 
 
 def _as_list(out):
@@ -45,9 +45,9 @@ class Container(Module):
     def add(self, module: Module) -> "Container":
         """Append a member; returns the container, so calls chain as torch7's ``:add()``."""
         if not isinstance(module, Module):
-            raise GraphError(f"{type(self).__name__}.add takes a module, got {type(module).__name__}")
+            raise build_error(f"{type(self).__name__}.add takes a module, got {type(module).__name__}")
         if module is self:
-            raise GraphError(f"{type(self).__name__}.add: a container cannot contain itself")
+            raise build_error(f"{type(self).__name__}.add: a container cannot contain itself")
         self._members.append(module)
         return self
 

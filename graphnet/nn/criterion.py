@@ -8,9 +8,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ops
-from ..errors import GraphError
 from ..module import Module, _bump
-from ._util import check_int, fail
+from ._util import build_error, check_int, fail
 
 
 class Criterion(Module):
@@ -67,7 +66,7 @@ class ClassNLLCriterion(Criterion):
         if weights is not None:
             w = np.asarray(weights, dtype=np.float64)
             if w.ndim != 1 or not np.all(np.isfinite(w)):
-                raise GraphError(f"{type(self).__name__}: weights must be a 1-d array of finite numbers (one per "
+                raise build_error(f"{type(self).__name__}: weights must be a 1-d array of finite numbers (one per "
                                  f"class), got {np.shape(weights)}")
             weights = w
         Module.__init__(self)

@@ -6,7 +6,8 @@ imports a module or a class named in a file, so a file can only build what the p
 from __future__ import annotations
 
 from .. import module as _module
-from ..errors import FormatError, GraphError
+from ..errors import FormatError
+from ..nn._util import build_error
 
 _REGISTRY = {}
 _USER = {}
@@ -42,15 +43,15 @@ def register_module(cls, name: str | None = None):
     parameters as arrays. Registering the same class again is harmless; another class under a taken name is
     refused."""
     if not (isinstance(cls, type) and issubclass(cls, _module.Module)):
-        raise GraphError(f"gn.register_module takes a gn.Module subclass, got {cls!r}")
+        raise build_error(f"gn.register_module takes a gn.Module subclass, got {cls!r}")
     if not _computes(cls):
-        raise GraphError(f"gn.register_module({cls.__name__}): it defines neither lower(b, *xs) nor update_output")
+        raise build_error(f"gn.register_module({cls.__name__}): it defines neither lower(b, *xs) nor update_output")
     name = cls.__name__ if name is None else name
     if not isinstance(name, str) or not name.isidentifier():
-        raise GraphError(f"gn.register_module: the name must be an identifier, got {name!r}")
+        raise build_error(f"gn.register_module: the name must be an identifier, got {name!r}")
     taken = registry().get(name)
     if taken is not None and taken is not cls:
-        raise GraphError(f"gn.register_module: the name {name!r} is taken by {taken.__module__}."
+        raise build_error(f"gn.register_module: the name {name!r} is taken by {taken.__module__}."
                          f"{taken.__qualname__}; register {cls.__qualname__} under another name")
     _USER[name] = cls
     return cls

@@ -29,7 +29,8 @@ def clone_module(module, names=()):
     memo = {}
     for m in mods:
         memo[id(m._plans)] = {}               # compiled plans belong to the original; the copy compiles its own
-        m.__dict__.pop("_out_shapes", None)
+        if m.__dict__.get("_out_shapes") is not None:
+            memo[id(m._out_shapes)] = None     # what the original last ran on is not the copy's
         for key, p in m._params.items():
             data, grad = key in names, _grad_name(key) in names
             if data and grad:

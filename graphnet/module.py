@@ -318,7 +318,7 @@ class Module:
     def backward(self, inputs, grad_outputs):
         """Gradients w.r.t. the inputs (one array, or a list; nested as the inputs were given); parameter
         gradients accumulate into ``.grad``. A scalar output takes a size-1 gradient too."""
-        if "_out_shapes" not in self.__dict__:
+        if self.__dict__.get("_out_shapes") is None:
             self.forward(inputs)        # run_backward would: this way the outputs' shapes are known here too
         io = self._structure(inputs)
         if io is None:

@@ -186,3 +186,13 @@ def test_wojzaremba_lstm_fp_bp_with_shared_clones():
         down = fp()[1]
         paramx[k] = old
         assert abs((up - down) / 2e-6 - analytic[k]) < 1e-7 * max(1.0, abs(analytic[k]))
+
+
+def test_python_lists_of_nodes_as_table_outputs():
+    s = gn.Input()
+    a, b, c = s.split(3)
+    g = gn.gModule([s], [a + b, [b * c, [c]]]).float64()
+    one, (two, (three,)) = g.forward([np.ones(2), 2 * np.ones(2), 3 * np.ones(2)])
+    np.testing.assert_allclose([one[0], two[0], three[0]], [3.0, 6.0, 3.0])
+    ga, gb, gc = g.backward([np.ones(2), 2 * np.ones(2), 3 * np.ones(2)], [np.ones(2), [np.ones(2), [np.ones(2)]]])
+    np.testing.assert_allclose([ga[0], gb[0], gc[0]], [1.0, 4.0, 3.0])

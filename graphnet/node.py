@@ -17,7 +17,7 @@ _ids = itertools.count(1)
 
 class Node:
     __slots__ = ("kind", "module", "inputs", "index", "name", "site", "shape", "n_outputs", "attrs", "id",
-                 "_items", "__weakref__")
+                 "_items", "table", "__weakref__")
 
     def __init__(self, kind, module=None, inputs=(), index=None, name=None, shape=None, n_outputs=1, site=None):
         self.kind = kind
@@ -31,6 +31,7 @@ class Node:
         self.attrs = {}
         self.id = next(_ids)
         self._items = {}
+        self.table = False              # an input (or an entry of one) that carries a table, of any size
 
     # --- naming --------------------------------------------------------------------------------------------
     def display_name(self) -> str:
@@ -70,7 +71,7 @@ class Node:
     # --- multi-output nodes and tables ---------------------------------------------------------------------
     @property
     def is_multi(self) -> bool:
-        return self.n_outputs != 1
+        return self.n_outputs != 1 or self.table
 
     @property
     def can_be_table(self) -> bool:
@@ -92,7 +93,7 @@ class Node:
             if not self.can_be_table:
                 raise self._error(f"node '{self.display_name()}' ({self.op_label()}) has a single output; only a "
                                   "node with several outputs, or an input without a declared shape, is a table")
-            self.n_outputs = None
+            self.n_outputs, self.table = None, True
         return self
 
     def _error(self, message) -> GraphError:
@@ -124,10 +125,15 @@ class Node:
         if isinstance(k, bool) or not isinstance(k, Integral) or k < 1:
             raise self._error(f"split(n) takes a positive int, got {k!r}")
         if not self.is_multi:
+            if k == 1 and not self.can_be_table:
+                return (self,)
             if not self.can_be_table:
                 raise self._error(f"node '{self.display_name()}' ({self.op_label()}) has a single output; "
                                   f"split({k}) needs a node with {k} outputs")
-            self.n_outputs = None
+            self.as_table()
+        if self.n_outputs is None and k == 1 and not self.table:    # a table of unknown size that has one entry
+            self.n_outputs = 1
+            return (self,)
         if self.n_outputs is None:
             too_far = [i for i in self._items if i >= k]
             if too_far:

@@ -196,3 +196,17 @@ def test_python_lists_of_nodes_as_table_outputs():
     np.testing.assert_allclose([one[0], two[0], three[0]], [3.0, 6.0, 3.0])
     ga, gb, gc = g.backward([np.ones(2), 2 * np.ones(2), 3 * np.ones(2)], [np.ones(2), [np.ones(2), [np.ones(2)]]])
     np.testing.assert_allclose([ga[0], gb[0], gc[0]], [1.0, 4.0, 3.0])
+
+
+def test_split_of_one():
+    x = gn.Input()
+    (a,) = nn.SplitTable(0)(x).split(1)                    # resolved when compiled: one slice
+    g = gn.gModule([x], [nn.Tanh()(a)])
+    np.testing.assert_allclose(g.forward(np.zeros((1, 3))), np.zeros(3))
+    with pytest.raises(gn.GraphError, match=r"made 2 outputs, but the graph uses it as one value"):
+        g.forward(np.zeros((2, 3)))
+    s = gn.Input()
+    (e,) = s.split(1)                                      # a table input of one entry stays a table
+    g2 = gn.gModule([s], [e * 2])
+    (grad,) = g2.backward([np.ones(2)], np.ones(2))
+    np.testing.assert_allclose(grad, 2.0)

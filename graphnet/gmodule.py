@@ -14,7 +14,7 @@ import networkx as nx
 from .errors import GraphError, ShapeError, caller_site, fmt_shape, node_error
 from .module import Module
 from .node import APPLY, INPUT, ITEM, Node
-from .tables import Structure, input_spec, output_spec
+from .tables import Structure, input_spec, is_table, output_spec
 
 _HERE = {os.path.abspath(__file__), os.path.abspath(sys.modules[Module.__module__].__file__)}
 
@@ -93,7 +93,8 @@ class gModule(Module):
 
     def _structure(self, inputs):
         io = self.structure
-        return None if io.flat and not isinstance(inputs, dict) else io
+        nested = isinstance(inputs, dict) or (isinstance(inputs, (list, tuple)) and any(map(is_table, inputs)))
+        return None if io.flat and not nested else io       # flat lists go straight to the plan
 
     def label(self):
         return f"{self.name or 'gModule'}({len(self.inputs)} -> {len(self.outputs)})"

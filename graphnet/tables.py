@@ -154,6 +154,11 @@ class Structure:
         return flat
 
 
+def is_table(value) -> bool:
+    """A run-time table: a list holding arrays; a list of plain numbers is array data instead."""
+    return isinstance(value, (list, tuple)) and any(isinstance(v, np.ndarray) or is_table(v) for v in value)
+
+
 def _fits_size(spec, n) -> bool:
     return (spec.size == n) if spec.size is not None else n > max(i for i, _ in spec.entries)
 

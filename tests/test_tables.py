@@ -210,3 +210,11 @@ def test_split_of_one():
     g2 = gn.gModule([s], [e * 2])
     (grad,) = g2.backward([np.ones(2)], np.ones(2))
     np.testing.assert_allclose(grad, 2.0)
+
+
+def test_a_table_given_to_an_array_input_is_named_not_stacked():
+    x, h = gn.Input(name="x"), gn.Input(name="h")
+    g = gn.gModule([x, h], [x + h])
+    with pytest.raises(gn.InputError, match=r"input 'x' is a list, but the graph uses it as one array \(declared "
+                                            r"at .*test_tables.py:\d+\)"):
+        g.forward([[np.ones(2), np.ones(2)], np.ones(2)])

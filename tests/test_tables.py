@@ -218,3 +218,12 @@ def test_a_table_given_to_an_array_input_is_named_not_stacked():
     with pytest.raises(gn.InputError, match=r"input 'x' is a list, but the graph uses it as one array \(declared "
                                             r"at .*test_tables.py:\d+\)"):
         g.forward([[np.ones(2), np.ones(2)], np.ones(2)])
+
+
+def test_narrow_table_over_nested_entries_is_refused():
+    s = gn.Input(name="s")
+    a, inner = s.split(2)
+    inner.split(2)
+    with pytest.raises(gn.GraphError, match=r"NarrowTable\(0, 2\) on table 's', whose entries are tables.*"
+                                            r"test_tables.py:\d+"):
+        nn.NarrowTable(0, 2)(s)

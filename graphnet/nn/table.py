@@ -5,7 +5,7 @@ from .. import ops
 from ..errors import GraphError
 from ..module import Module
 from ..node import Node
-from ._util import check_int, fail
+from ._util import build_error, check_int, fail
 
 
 class _Fold(Module):
@@ -136,7 +136,11 @@ class NarrowTable(Module):
     def _apply(self, args):
         t = _one_table(args)
         if t is not None and t.can_be_table:       # an input table: its first offset+length entries
-            return super()._apply([t.item(i) for i in range(self.offset + self.length)])
+            entries = [t.item(i) for i in range(self.offset + self.length)]
+            if any(e.is_multi for e in entries):
+                raise build_error(f"{self.label()} on table '{t.display_name()}', whose entries are tables: "
+                                  f"select them one by one with SelectTable or [k]")
+            return super()._apply(entries)
         return super()._apply(args)
 
     def table_outputs(self):

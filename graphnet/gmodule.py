@@ -14,6 +14,7 @@ import networkx as nx
 from .errors import GraphError, ShapeError, caller_site, fmt_shape, node_error
 from .module import Module
 from .node import APPLY, INPUT, ITEM, Node
+from .tables import Structure, input_spec, is_table, output_spec
 
 _HERE = {os.path.abspath(__file__), os.path.abspath(sys.modules[Module.__module__].__file__)}
 
@@ -33,22 +34,21 @@ class gModule(Module):
 
     def _pack(self, inputs, outputs):
         site = caller_site()
-        ins = _node_list(inputs, "inputs", site)
-        outs = _node_list(outputs, "outputs", site)
-        if not ins:
+        declared = _input_list(inputs, site)
+        out_specs = [output_spec(o, f"outputs[{i}]", lambda v, where: _not_a_node(v, where, site))
+                     for i, o in enumerate(outputs if isinstance(outputs, (list, tuple)) else [outputs])]
+        in_specs = [input_spec(n) for n in declared]
+        ins = [leaf for spec in in_specs for leaf in spec.leaves()]
+        outs = [leaf for spec in out_specs for leaf in spec.leaves()]
+        if not declared:
             raise GraphError(f"gModule needs at least one input node (at {site})")
         if not outs:
             raise GraphError(f"gModule needs at least one output node (at {site})")
-        for n in ins:
-            if n.kind != INPUT:
-                raise GraphError(f"gModule's inputs must be gn.Input() nodes; '{n.display_name()}' is made by "
-                                 f"{n.op_label()} (built at {n.site}). Cut the graph at a gn.Input() instead "
-                                 f"(at {site})", n)
-        _no_duplicates(ins, "input", site)
+        _no_duplicates(declared, "input", site)
         _no_duplicates(outs, "output", site)
 
         graph = nx.DiGraph()
-        declared = set(map(id, ins))
+        declared_ids = set(map(id, declared))
         stack = list(outs)
         reached_from = {id(o): o for o in outs}
         while stack:
@@ -56,24 +56,30 @@ class gModule(Module):
             if n in graph and graph.nodes[n].get("done"):
                 continue
             graph.add_node(n, done=True)
-            if n.kind == INPUT and id(n) not in declared:
+            if n.kind == INPUT and id(n) not in declared_ids:
                 out = reached_from[id(n)]
                 raise GraphError(f"output '{out.display_name()}' depends on input node '{n.display_name()}' "
                                  f"(built at {n.site}), which is not in gModule's inputs; add it to the inputs "
                                  f"list (at {site})", n)
             for pos, p in enumerate(n.inputs):
+                if n.kind == APPLY and p.is_table_input:
+                    raise GraphError(f"input '{p.display_name()}' is used as a table (its entries are unpacked "
+                                     f"with split or [k]) and as one array by {n.op_label()} (built at {n.site}); "
+                                     f"give that module the entries it needs (at {site})", p)
                 graph.add_edge(p, n, pos=pos)
                 if id(p) not in reached_from:
                     reached_from[id(p)] = reached_from[id(n)]
                     stack.append(p)
-        unused = [n for n in ins if n not in graph]
+        unused = [n for n in declared if n not in graph]
         if unused:
             names = ", ".join(f"'{n.display_name()}' (built at {n.site})" for n in unused)
             raise GraphError(f"gModule input {names} is not used by any output; remove it from the inputs or "
                              f"connect it (at {site})", unused[0])
 
-        self.inputs = ins
+        self.inputs = ins               # the flat leaves: one array each at run time (a table's entries)
         self.outputs = outs
+        self.declared_inputs = declared
+        self.structure = Structure("gModule", in_specs, out_specs)
         self.graph = graph
         self.order = list(nx.lexicographical_topological_sort(graph, key=lambda n: n.id))
         self.arity = len(ins)
@@ -84,6 +90,11 @@ class gModule(Module):
     # --- module protocol -----------------------------------------------------------------------------------
     def num_outputs(self, *shapes):
         return len(self.outputs)
+
+    def _structure(self, inputs):
+        io = self.structure
+        nested = isinstance(inputs, dict) or (isinstance(inputs, (list, tuple)) and any(map(is_table, inputs)))
+        return None if io.flat and not nested else io       # flat lists go straight to the plan
 
     def label(self):
         return f"{self.name or 'gModule'}({len(self.inputs)} -> {len(self.outputs)})"
@@ -106,23 +117,21 @@ class gModule(Module):
             _check_declared(b, node, x)
             env[node] = x
         for node in self.order:
-            if node.kind == INPUT:
+            if node in env or node.kind == INPUT:
                 continue
             if node.kind == ITEM:
-                env[node] = env[node.inputs[0]][node.index]
+                whole = env.get(node.inputs[0])
+                if whole is None:               # an entry of an input table that is itself a table
+                    continue
+                if node.index >= len(whole):
+                    raise node_error(GraphError, f"output {node.index} of {node.inputs[0].op_label()}, which made "
+                                                 f"{len(whole)} outputs", node)
+                env[node] = whole[node.index]
                 continue
-            b.push(node)
-            try:
-                out = node.module.lower(b, *[env[p] for p in node.inputs])
-            finally:
-                b.pop()
-            if node.is_multi and not isinstance(out, (list, tuple)):
-                out = [out]
-            if node.is_multi and node.n_outputs is not None and len(out) != node.n_outputs:
-                raise node_error(GraphError, f"{node.op_label()} made {len(out)} outputs, but the graph uses it as "
-                                             f"{node.n_outputs} (split({node.n_outputs}))", node)
-            env[node] = out
-        res = [env[o] for o in self.outputs]
+            env[node] = lower_node(b, node, env)
+        res = []
+        for o in self.outputs:
+            res.extend(env[o]) if o.is_multi else res.append(env[o])
         return res[0] if len(res) == 1 else res
 
     # --- inspection (drawing lives in render.py) -----------------------------------------------------------
@@ -156,25 +165,27 @@ def _check_declared(b, node, x):
                                      f"got {fmt_shape(x.shape)}", node, context=reversed(b._src))
 
 
-def _node_list(arg, what, site):
+def _input_list(arg, site):
     items = list(arg) if isinstance(arg, (list, tuple)) else [arg]
-    out = []
     for i, a in enumerate(items):
-        if isinstance(a, Node):
-            if a.is_multi:
-                if a.n_outputs is None:
-                    raise GraphError(f"gModule {what}[{i}] '{a.display_name()}' has an unknown number of outputs; "
-                                     f"unpack it with .split(k) (at {site})", a)
-                out.extend(a.split(a.n_outputs))
-            else:
-                out.append(a)
-        elif isinstance(a, Module):
-            raise GraphError(f"gModule {what}[{i}] is a Module ({a.label()}), not a Node — did you forget to call "
-                             f"it: {type(a).__name__}(...)(x)? (at {site})")
-        else:
-            raise GraphError(f"gModule {what}[{i}] is a {type(a).__name__}, not a Node; gModule takes lists of "
-                             f"nodes made by gn.Input() and by calling modules (at {site})")
-    return out
+        if not isinstance(a, Node):
+            raise _not_a_node(a, f"inputs[{i}]", site)
+        if a.kind != INPUT:
+            raise GraphError(f"gModule's inputs must be gn.Input() nodes; '{a.display_name()}' is made by "
+                             f"{a.op_label()} (built at {a.site}). Cut the graph at a gn.Input() instead "
+                             f"(at {site})", a)
+    return items
+
+
+def _not_a_node(a, where, site):
+    if isinstance(a, Node):
+        return GraphError(f"gModule {where} '{a.display_name()}' has an unknown number of outputs; unpack it with "
+                          f".split(k) (at {site})", a)
+    if isinstance(a, Module):
+        return GraphError(f"gModule {where} is a Module ({a.label()}), not a Node — did you forget to call "
+                          f"it: {type(a).__name__}(...)(x)? (at {site})")
+    return GraphError(f"gModule {where} is a {type(a).__name__}, not a Node; gModule takes lists of "
+                      f"nodes made by gn.Input() and by calling modules (at {site})")
 
 
 def _no_duplicates(nodes, what, site):
@@ -195,3 +206,30 @@ def _name_from_locals(gm, graph):
     for var, val in list(f.f_locals.items()):
         if isinstance(val, Node) and val.name is None and val in graph and not var.startswith("_"):
             val.name = var
+
+
+def lower_node(b, node, env):
+    """Lower one applied module: its inputs' values (tables of compile-time size expanded) -> its value(s)."""
+    args = []
+    for p in node.inputs:
+        args.extend(env[p]) if p.is_multi else args.append(env[p])
+    m = node.module
+    if m.arity is not None and len(args) != m.arity:
+        raise node_error(GraphError, f"{m.label()} takes {m.arity} input{'s' * (m.arity != 1)}, got a table of "
+                                     f"{len(args)}", node)
+    b.push(node)
+    try:
+        out = m.lower(b, *args)
+    finally:
+        b.pop()
+    if node.is_multi and not isinstance(out, (list, tuple)):
+        out = [out]
+    if not node.is_multi and isinstance(out, (list, tuple)):
+        if len(out) != 1:
+            raise node_error(GraphError, f"{m.label()} made {len(out)} outputs, but the graph uses it as one "
+                                         f"value; unpack it with .split({len(out)})", node)
+        out = out[0]
+    if node.is_multi and node.n_outputs is not None and len(out) != node.n_outputs:
+        raise node_error(GraphError, f"{node.op_label()} made {len(out)} outputs, but the graph uses it as "
+                                     f"{node.n_outputs} (split({node.n_outputs}))", node)
+    return out

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import functools
+import inspect
 
 import numpy as np
 
-from .errors import GraphError, GraphnetError, caller_site
+from .errors import GraphError, GraphnetError, InputError, caller_site, node_error
 from .node import APPLY, Node
 
 DEFAULT_DTYPE = np.dtype(np.float32)
@@ -102,6 +103,8 @@ class Module:
         # Record the constructor's arguments (of the most derived class) so a module can be described and
         # rebuilt from a registry of graphnet's classes (serialization, summaries) without pickling it.
         super().__init_subclass__(**kw)
+        if "update_output" in cls.__dict__ and "arity" not in cls.__dict__:
+            cls.arity = _positional_count(cls.update_output)     # a numpy module takes what its method takes
         init = cls.__dict__.get("__init__")
         if init is None:
             return
@@ -134,11 +137,28 @@ class Module:
 
     # --- what subclasses define ----------------------------------------------------------------------------
     def lower(self, b, *xs):
-        raise NotImplementedError(f"{type(self).__name__} does not define lower()")
+        """The module as primitives on builder ``b`` (see the README's "Custom modules"). A module that defines
+        ``update_output`` instead (torch7-style numpy) runs as one opaque step."""
+        if not callable(getattr(self, "update_output", None)):
+            raise node_error(GraphError, f"{type(self).__name__} defines neither lower(b, *xs) nor "
+                                         f"update_output(*inputs): graphnet cannot compute it", b.src)
+        from .ops.opaque import lower_opaque
+        try:
+            return lower_opaque(self, b, *xs)
+        except GraphnetError:
+            raise
+        except Exception as e:      # the shape probe: update_output on zeros of the compiled input shapes
+            shapes = ", ".join(str(x.shape) for x in xs)
+            raise node_error(GraphError, f"{type(self).__name__}.update_output failed on zeros of shapes "
+                                         f"{shapes}: {type(e).__name__}: {e}", b.src) from e
 
     def num_outputs(self, *shapes) -> int | None:
         """Outputs made from inputs of these shapes (None: not known until split)."""
         return 1
+
+    def table_outputs(self) -> int | None:
+        """Outputs made from a table whose size is not known until compile time (None: not known either)."""
+        return 1 if type(self).num_outputs is Module.num_outputs else None
 
     def label(self) -> str:
         """Short text for drawings and messages, e.g. ``Linear(3 -> 8)``."""
@@ -167,17 +187,22 @@ class Module:
     def _apply(self, args):
         from .compile.ir import Builder
         site = caller_site()
+        if type(self).lower is Module.lower and not callable(getattr(self, "update_output", None)):
+            raise GraphError(f"{type(self).__name__} defines neither lower(b, *xs) (a composition of primitives) "
+                             f"nor update_output(*inputs) (numpy, torch7-style), so it cannot be called on nodes "
+                             f"(at {site})")
         nodes = _as_nodes(self, args, site)
         if not nodes:
             raise GraphError(f"{self.label()} was called with no input nodes (at {site}); a graph starts at "
                              f"gn.Input(): {type(self).__name__}(...)(gn.Input())")
-        if self.arity is not None and len(nodes) != self.arity:
+        deferred = any(n.is_multi for n in nodes)      # a table whose size is known once shapes are
+        if self.arity is not None and len(nodes) != self.arity and not deferred:
             raise GraphError(f"{self.label()} takes {self.arity} input node{'s' * (self.arity != 1)}, "
                              f"got {len(nodes)} (at {site})")
         shapes = [n.shape for n in nodes]
-        n_out = self.num_outputs(*shapes)
+        n_out = self.table_outputs() if deferred else self.num_outputs(*shapes)
         node = Node(APPLY, module=self, inputs=nodes, n_outputs=n_out, site=site)
-        if n_out is not None and all(s is not None for s in shapes):   # else: shapes known at run time
+        if n_out is not None and not deferred and all(s is not None for s in shapes):   # else: at compile time
             b = Builder()
             vals = [b.placeholder(s) for s in shapes]
             b.push(node)
@@ -221,6 +246,15 @@ class Module:
     def get_parameters(self):
         """(flat_w, flat_g): every parameter and gradient as views into two flat vectors."""
         return flatten_parameters(self.parameters())
+
+    # --- clones (torch7) ------------------------------------------------------------------------------------
+    def clone(self, *names: str) -> "Module":
+        """A deep copy. With names (torch7's 'weight', 'bias', 'gradWeight', 'gradBias', or any parameter's
+        name as in ``m.name = gn.Parameter(...)``, and 'grad' + its capitalised name), the copy shares those
+        parameters' data / gradients with this module: ``m.clone('weight', 'bias', 'gradWeight', 'gradBias')``
+        is a copy that trains the same weights (as unrolled time steps do)."""
+        from .clone import clone_module
+        return clone_module(self, names)
 
     # --- modes and dtype -----------------------------------------------------------------------------------
     def training(self):
@@ -267,13 +301,45 @@ class Module:
             self._plans[key] = compile(self, level=key)
         return self._plans[key]
 
-    def forward(self, inputs):
-        """Outputs for these inputs: one array, or a list for several outputs."""
-        return self._plan().run_forward(inputs)
+    def forward(self, inputs, *more):
+        """Outputs for these inputs: one array, or a list for several outputs (nested where the graph's outputs
+        are tables). ``inputs``: one array, a list (tables as nested lists), or a dict by input name;
+        ``forward(input, target)`` is ``forward([input, target])`` (torch7's criterions)."""
+        inputs = [inputs, *more] if more else inputs
+        io = self._structure(inputs)
+        if io is None:
+            outs = self._plan().run_forward(inputs)
+            object.__setattr__(self, "_out_shapes", [np.shape(o) for o in _as_list(outs)])
+            return outs
+        flat = _as_list(self._plan().run_forward(io.flatten_inputs(inputs)))
+        object.__setattr__(self, "_out_shapes", [np.shape(o) for o in flat])
+        return io.nest_outputs(flat)
 
     def backward(self, inputs, grad_outputs):
-        """Gradients w.r.t. the inputs (one array, or a list); parameter gradients accumulate into ``.grad``."""
-        return self._plan().run_backward(inputs, grad_outputs)
+        """Gradients w.r.t. the inputs (one array, or a list; nested as the inputs were given); parameter
+        gradients accumulate into ``.grad``. A scalar output takes a size-1 gradient too."""
+        if self.__dict__.get("_out_shapes") is None:
+            self.forward(inputs)        # run_backward would: this way the outputs' shapes are known here too
+        io = self._structure(inputs)
+        if io is None:
+            return self._plan().run_backward(inputs, self._scalar_grads(_as_list(grad_outputs)))
+        flat_g = self._scalar_grads(io.flatten_grads(grad_outputs))
+        res = self._plan().run_backward(io.flatten_inputs(inputs), flat_g)
+        return io.nest_input_grads(_as_list(res), inputs)
+
+    def _structure(self, inputs):
+        """How run-time values map onto the plan's flat lists (None: one array per input and output)."""
+        if isinstance(inputs, dict):
+            raise InputError(f"{self.label()}: inputs by name need a gModule (its inputs have names)")
+        return None
+
+    def _scalar_grads(self, grads):
+        """A gradient of size 1 for an output that is a scalar (a loss) is that scalar, as torch7 allows."""
+        shapes = self.__dict__.get("_out_shapes")
+        if shapes is None or len(shapes) != len(grads):
+            return grads
+        return [np.reshape(g, ()) if s == () and np.size(g) == 1 and np.ndim(g) > 0 else g
+                for g, s in zip(grads, shapes)]
 
     updateOutput = forward
 
@@ -285,14 +351,7 @@ def _as_nodes(module, args, site):
     nodes = []
     for i, a in enumerate(args):
         if isinstance(a, Node):
-            if a.is_multi:
-                if a.n_outputs is None:
-                    raise GraphError(f"node '{a.display_name()}' ({a.op_label()}) has an unknown number of "
-                                     f"outputs; unpack it with .split(k) before passing it to {module.label()} "
-                                     f"(at {site})", a)
-                nodes.extend(a.split(a.n_outputs))
-            else:
-                nodes.append(a)
+            nodes.extend(_table_entries(module, a, site))
         elif isinstance(a, Module):
             raise GraphError(f"argument {i} of {module.label()} is a Module ({a.label()}), not a Node — did you "
                              f"forget to call it: {type(a).__name__}(...)(x)? (at {site})")
@@ -305,3 +364,28 @@ def _as_nodes(module, args, site):
                     if hasattr(a, "shape") else "")
             raise GraphError(f"argument {i} of {module.label()} is a {kind}, not a Node{hint} (at {site})")
     return nodes
+
+
+def _table_entries(module, a, site):
+    """A node as the arrays it stands for: itself, a multi-output node's outputs (nested tables flattened), or
+    a multi-output node whose count is known only at compile time (kept whole: lowering expands it)."""
+    if not a.is_multi:
+        return [a]
+    if a.n_outputs is None:
+        if a.can_be_table:
+            raise GraphError(f"table '{a.display_name()}' has no known size; give it one with .split(n) before "
+                             f"passing it whole to {module.label()} (at {site})", a)
+        return [a]
+    return [leaf for item in a.split(a.n_outputs) for leaf in _table_entries(module, item, site)]
+
+
+def _positional_count(method) -> int | None:
+    """How many inputs ``method(self, *inputs)`` takes (None: any number)."""
+    kinds = [p.kind for p in inspect.signature(method).parameters.values()][1:]
+    if inspect.Parameter.VAR_POSITIONAL in kinds:
+        return None
+    return sum(k in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD) for k in kinds)
+
+
+def _as_list(x):
+    return list(x) if isinstance(x, (list, tuple)) else [x]

@@ -6,6 +6,7 @@ import numpy as np
 
 from .compile.lower import lower
 from .errors import GraphnetError, RenderError, fmt_shape
+from .node import APPLY, INPUT
 from .ops import Arg, Op, Param, Seed
 from .render import PALETTE, _BLUE, _label, _mark_failed, _n, _text
 
@@ -43,7 +44,13 @@ def _last_run(module):
 
 def _draw_backward(dot, graph, inputs, hl, title):
     try:
-        prog = lower(graph, signature(graph, inputs))
+        sig = signature(graph, inputs)
+    except RenderError:
+        if inputs is not None:
+            raise
+        return _draw_module_backward(dot, graph, hl, title)     # no shapes yet: nngraph's g.bg, sizes '?'
+    try:
+        prog = lower(graph, sig)
     except RenderError:
         raise
     except GraphnetError as e:
@@ -85,6 +92,40 @@ def _draw_backward(dot, graph, inputs, hl, title):
     for v in bwd:
         for a in v.args:
             dot.edge(f"v{a.id}", f"v{v.id}", **({} if id(a) in in_bwd else {"style": "dashed", "color": "#b8860b"}))
+
+
+def _draw_module_backward(dot, graph, hl, title):
+    """The backward graph at the level of modules, for a graph whose input shapes are not known yet: one
+    gradient node per forward node, the edges reversed (nngraph's ``g.bg``), parameter gradients beside their
+    module, sizes shown where known ('?' otherwise). With shapes (inputs=, declared, or after a run) the
+    drawing shows the VJP ops themselves."""
+    dot.attr(label=_label(title or f"backward of {graph.label()}",
+                          f"{_n(sum(n.kind != INPUT for n in graph.order), 'module gradient')}",
+                          dim=["sizes are known once it runs (or with inputs=[arrays]); double border: a "
+                               "gradient backward returns"]))
+    leaves = {id(n) for n in graph.inputs}
+    for i, o in enumerate(graph.outputs):
+        dot.node(f"s{i}", label=_label(f"∂L/∂{o.display_name()}", "seed", dim=[fmt_shape(o.shape)]),
+                 shape="invhouse", style="filled,bold", fillcolor=PALETTE["input"], color=_BLUE)
+        dot.edge(f"s{i}", f"g{o.id}")
+    for n in reversed(graph.order):
+        if n.kind == INPUT and id(n) not in leaves and n.is_multi:
+            continue                   # a table input: its entries' gradients are drawn
+        attrs = {"label": _label(f"∂ {n.display_name()}", "gradient of " + n.op_label(), dim=[fmt_shape(n.shape)]),
+                 "fillcolor": PALETTE["grad"], "style": "filled", "tooltip": _text(f"built at {n.site}")}
+        if id(n) in leaves:
+            attrs.update(peripheries="2", color=_BLUE, penwidth="1.5")
+        if id(n) in hl:
+            _mark_failed(attrs)
+        dot.node(f"g{n.id}", **attrs)
+        for p in n.inputs:
+            if not (p.kind == INPUT and p.is_multi):
+                dot.edge(f"g{n.id}", f"g{p.id}")
+        for key, prm in (n.module._params.items() if n.kind == APPLY else ()):
+            dot.node(f"p{n.id}_{key}", label=_label(f"∂L/∂{n.display_name()}.{key}", "parameter gradient",
+                                                   dim=[fmt_shape(prm.shape)]),
+                     shape="note", style="filled", fillcolor=PALETTE["param"], peripheries="2", color=_BLUE)
+            dot.edge(f"g{n.id}", f"p{n.id}_{key}")
 
 
 def _saved_attrs(a, names, is_output):

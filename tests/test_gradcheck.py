@@ -152,6 +152,7 @@ def test_join_split_tables():
     _check(nn.SplitTable(1), [rng.standard_normal((2, 3))])
     _check(nn.SelectTable(1), [a, b])
     _check(nn.NarrowTable(0, 2), [a, b, a.copy()])
+    _check(nn.FlattenTable(), [a, b])
 
 
 def test_lookup_table():
@@ -412,6 +413,7 @@ def _checked_cases(rng):
     yield nn.JoinTable(1), [rng.standard_normal(sh), rng.standard_normal(sh)]
     yield nn.SelectTable(1), [rng.standard_normal(sh), rng.standard_normal(sh)]
     yield nn.NarrowTable(0, 2), [rng.standard_normal(sh) for _ in range(3)]
+    yield nn.FlattenTable(), [rng.standard_normal(sh) for _ in range(3)]
     yield nn.LookupTable(5, 3), [np.array([[0, 2, 2], [4, 1, 0]])]
     for crit in (nn.MSECriterion, nn.AbsCriterion, nn.SmoothL1Criterion, nn.BCECriterion):
         yield crit(), [rng.uniform(0.1, 0.9, (4, 3)), rng.uniform(0.1, 0.9, (4, 3))]
@@ -420,6 +422,29 @@ def _checked_cases(rng):
     for _, factory, makers, _ in OTHERS:
         yield factory(), [mk(rng) for mk in makers]
     yield _fan_out_graph(), [rng.standard_normal((2, 3))]
+    yield _NumpyScaleAdd(3), [rng.standard_normal(sh), rng.standard_normal(sh)]
+
+
+class _NumpyScaleAdd(gn.Module):
+    """y = x * w + z, torch7-style in numpy: the opaque forward, input-gradient and parameter-gradient steps."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.weight = gn.Parameter(np.linspace(0.5, 1.5, n))
+
+    def update_output(self, x, z):
+        return x * self.weight.data + z
+
+    def update_grad_input(self, x, z, grad_output):
+        return [grad_output * self.weight.data, grad_output]
+
+    def acc_grad_parameters(self, x, z, grad_output):
+        self.weight.grad += (grad_output * x).sum(0)
+
+
+def test_numpy_module_gradients():
+    rng = np.random.default_rng(12)
+    _check(_NumpyScaleAdd(3), [rng.standard_normal((2, 3)), rng.standard_normal((2, 3))])
 
 
 def test_every_primitive_op_is_gradient_checked():

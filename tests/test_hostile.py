@@ -345,7 +345,8 @@ _BAD_CALLS = [
     ("one_array", [X], r"takes 2 input arrays \(x, h\), got 1"),
     ("three_arrays", [X, H, H], r"takes 2 input arrays \(x, h\), got 3"),
     ("bare_array", X, r"takes 2 input arrays \(x, h\), got 1"),
-    ("dict", {"x": X, "h": H}, r"takes 2 input arrays \(x, h\), got 1"),
+    ("dict_bad_name", {"x": X, "hidden": H},     # forward takes inputs by name; a plan takes arrays
+     r"unknown name 'hidden'; missing 'h' \(its inputs are 'x', 'h'\)|takes 2 input arrays \(x, h\), got 1"),
     ("string", "xh", r"takes 2 input arrays \(x, h\), got 1"),
     ("input_none", [None, H], r"input 0 \('x'\) is None, not a numpy array"),
     ("input_list", [[[1.0, 2.0, 3.0]], H], r"input 0 \('x'\) is list, not a numpy array \(use np.asarray"),

@@ -285,8 +285,8 @@ def test_backward_shows_vjp_ops_seeds_and_saved_values():
 
 def test_backward_signature_from_arrays_or_declared_shapes(rng):
     cell = lstm_cell(shapes=False)
-    with pytest.raises(gn.RenderError, match="inputs="):
-        to_dot(cell, which="backward")
+    unshaped = to_dot(cell, which="backward").source          # no shapes yet: module-level gradients, sizes '?'
+    assert "module gradients" in unshaped and "(?)" in unshaped and "MatMul" not in unshaped
     arrays = [rng.standard_normal((4, 3)), rng.standard_normal((4, 2)), rng.standard_normal((4, 2))]
     src = to_dot(cell, which="backward", inputs=arrays).source
     assert "(4, 8)" in src
@@ -597,8 +597,8 @@ def test_without_debug_errors_are_untouched(tmp_path):
 def test_backward_drawing_takes_the_shapes_of_the_last_run(tmp_path):
     x, h = gn.Input(name="x"), gn.Input(name="h")          # no shapes declared
     g = gn.gModule([x, h], [nn.Tanh()(nn.Linear(3, 2)(x) + h)])
-    with pytest.raises(gn.RenderError, match="declares none and the module has not run"):
-        to_dot(g, which="backward")
+    before = to_dot(g, which="backward").source              # not run yet: module-level gradients, sizes '?'
+    assert "module gradients" in before and "(4, 3)" not in before
     g.forward([np.zeros((4, 3)), np.zeros((4, 2))])
     src = to_dot(g, which="backward").source
     assert "(4, 2)" in src and "(4, 3)" in src

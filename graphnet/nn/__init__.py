@@ -5,8 +5,8 @@ from .basic import (ELU, Abs, Add, AddConstant, Dropout, Exp, HardTanh, Identity
 from .criterion import (AbsCriterion, BCECriterion, ClassNLLCriterion, Criterion, CrossEntropyCriterion,
                         MSECriterion, SmoothL1Criterion)
 from .shape import Max, Mean, Narrow, Padding, Replicate, Reshape, Select, Squeeze, Sum, Transpose, Unsqueeze, View
-from .table import (CAddTable, CDivTable, CMaxTable, CMinTable, CMulTable, CSubTable, JoinTable, NarrowTable,
-                    SelectTable, SplitTable)
+from .table import (CAddTable, CDivTable, CMaxTable, CMinTable, CMulTable, CSubTable, FlattenTable, JoinTable,
+                    NarrowTable, SelectTable, SplitTable)
 from .containers import Concat, ConcatTable, Container, Parallel, ParallelTable, Sequential
 from .conv import SpatialAveragePooling, SpatialConvolution, SpatialMaxPooling
 from .norm import BatchNormalization, LayerNorm

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numbers
 
-from ..errors import GraphError, ShapeError, node_error
+from ..errors import GraphError, ShapeError, caller_site, node_error
 
 
 def fail(b, message, cls=ShapeError):
@@ -11,15 +11,20 @@ def fail(b, message, cls=ShapeError):
     return node_error(cls, message, b.src, context=reversed(b._src[:-1]))
 
 
+def build_error(message) -> GraphError:
+    """A GraphError about a module being made or configured, ending with the user's file:line."""
+    return GraphError(f"{message} (at {caller_site()})")
+
+
 def check_int(name, value, lo=None, module=""):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise GraphError(f"{module}: {name} must be an int, got {value!r}")
+        raise build_error(f"{module}: {name} must be an int, got {value!r}")
     if lo is not None and value < lo:
-        raise GraphError(f"{module}: {name} must be >= {lo}, got {value}")
+        raise build_error(f"{module}: {name} must be >= {lo}, got {value}")
     return int(value)
 
 
 def check_float(name, value, module=""):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise GraphError(f"{module}: {name} must be a number, got {value!r}")
+        raise build_error(f"{module}: {name} must be a number, got {value!r}")
     return float(value)

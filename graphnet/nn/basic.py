@@ -7,7 +7,7 @@ import numpy as np
 
 from .. import ops
 from ..module import DEFAULT_DTYPE, Module, Parameter, rng
-from ._util import check_float, check_int, fail
+from ._util import build_error, check_float, check_int, fail
 
 
 def _uniform(stdv, shape):
@@ -88,8 +88,7 @@ class Add(Module):
             dims = size if isinstance(size, (tuple, list)) else (size,)
             self.size = tuple(check_int("size", d, 1, "Add") for d in dims)
             if not self.size:
-                from ..errors import GraphError
-                raise GraphError("Add needs the bias shape: Add(3) or Add((2, 3))")
+                raise build_error("Add needs the bias shape: Add(3) or Add((2, 3))")
         n = int(np.prod(self.size))
         self.bias = Parameter(_uniform(1.0 / math.sqrt(n), self.size))
 
@@ -112,10 +111,11 @@ class Mul(Module):
 
 
 class MulConstant(Module):
-    """y = c x"""
+    """y = c x. ``inplace`` (torch7's flag) is accepted: the memory planner decides in-place writes itself."""
 
-    def __init__(self, constant_scalar: float):
+    def __init__(self, constant_scalar: float, inplace: bool = False):
         super().__init__()
+        self.inplace = bool(inplace)
         self.constant_scalar = check_float("constant_scalar", constant_scalar, "MulConstant")
 
     def label(self):
@@ -126,10 +126,11 @@ class MulConstant(Module):
 
 
 class AddConstant(Module):
-    """y = x + c"""
+    """y = x + c. ``inplace`` (torch7's flag) is accepted: the memory planner decides in-place writes itself."""
 
-    def __init__(self, constant_scalar: float):
+    def __init__(self, constant_scalar: float, inplace: bool = False):
         super().__init__()
+        self.inplace = bool(inplace)
         self.constant_scalar = check_float("constant_scalar", constant_scalar, "AddConstant")
 
     def label(self):
@@ -158,14 +159,12 @@ def _pointwise(name, make_op, doc, signature=()):
         _Pointwise.__init__(self)
         names = list(defaults)
         if len(args) > len(names):
-            from ..errors import GraphError
-            raise GraphError(f"{name} takes at most {len(names)} arguments, got {len(args)}")
+            raise build_error(f"{name} takes at most {len(names)} arguments, got {len(args)}")
         vals = dict(defaults)
         vals.update(zip(names, args))
         for k, v in kwargs.items():
             if k not in defaults:
-                from ..errors import GraphError
-                raise GraphError(f"{name} got an unexpected argument {k!r}")
+                raise build_error(f"{name} got an unexpected argument {k!r}")
             vals[k] = v
         for k, v in vals.items():
             check_float(k, v, name)
@@ -200,8 +199,7 @@ class HardTanh(_Pointwise):
         lo = check_float("min_value", min_value, "HardTanh")
         hi = check_float("max_value", max_value, "HardTanh")
         if lo > hi:
-            from ..errors import GraphError
-            raise GraphError(f"HardTanh needs min_value <= max_value, got {lo} > {hi}")
+            raise build_error(f"HardTanh needs min_value <= max_value, got {lo} > {hi}")
         self.op = ops.HardTanh(lo, hi)
 
 
@@ -228,23 +226,31 @@ class LogSoftMax(Module):
 
 
 class Dropout(Module):
-    """training: y = x * mask / (1 - p), mask ~ Bernoulli(1 - p), drawn per run; evaluation: y = x"""
+    """training: y = x * mask / (1 - p), mask ~ Bernoulli(1 - p), drawn per run; evaluation: y = x.
 
-    def __init__(self, p: float = 0.5):
+    torch7's flags: ``v1`` (the first version: training y = x * mask, evaluation y = (1 - p) x); ``inplace``
+    (accepted: the memory planner decides in-place writes itself); ``stochastic_inference`` (masks in evaluation
+    too)."""
+
+    def __init__(self, p: float = 0.5, v1: bool | None = False, inplace: bool = False,
+                 stochastic_inference: bool = False):
         super().__init__()
+        self.v1, self.inplace, self.stochastic_inference = bool(v1), bool(inplace), bool(stochastic_inference)
         p = check_float("p", p, "Dropout")
         if not 0.0 <= p < 1.0:
-            from ..errors import GraphError
-            raise GraphError(f"Dropout(p={p}): p must be in [0, 1)")
+            raise build_error(f"Dropout(p={p}): p must be in [0, 1)")
         self.p = p
 
     def label(self):
         return f"Dropout({self.p:g})"
 
     def lower(self, b, x):
-        if not self.train or self.p == 0.0:
+        if self.p == 0.0:
             return x
-        return b(ops.Mul(), x, b(ops.DropoutMask(self.p, x.shape, x.dtype or self.dtype)))
+        if not self.train and not self.stochastic_inference:
+            return b(ops.Scale(1.0 - self.p), x) if self.v1 else x
+        y = b(ops.Mul(), x, b(ops.DropoutMask(self.p, x.shape, x.dtype or self.dtype)))
+        return b(ops.Scale(1.0 - self.p), y) if self.v1 else y
 
 
 class LookupTable(Module):

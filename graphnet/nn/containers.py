@@ -9,7 +9,7 @@ from __future__ import annotations
 from .. import ops
 from ..errors import GraphError, GraphnetError, fmt_shape
 from ..module import Module
-from ._util import check_int, fail
+from ._util import build_error, check_int, fail
 
 
 def _as_list(out):
@@ -45,9 +45,9 @@ class Container(Module):
     def add(self, module: Module) -> "Container":
         """Append a member; returns the container, so calls chain as torch7's ``:add()``."""
         if not isinstance(module, Module):
-            raise GraphError(f"{type(self).__name__}.add takes a module, got {type(module).__name__}")
+            raise build_error(f"{type(self).__name__}.add takes a module, got {type(module).__name__}")
         if module is self:
-            raise GraphError(f"{type(self).__name__}.add: a container cannot contain itself")
+            raise build_error(f"{type(self).__name__}.add: a container cannot contain itself")
         self._members.append(module)
         return self
 
@@ -81,6 +81,9 @@ class Container(Module):
         n = _lowered_count(self, list(shapes))
         return n if n is not None else self._count_guess(shapes)
 
+    def table_outputs(self):
+        return self._count_guess(())
+
     def _count_guess(self, shapes):
         return 1
 
@@ -106,7 +109,9 @@ class Sequential(Container):
         return _result(outs)
 
     def _count_guess(self, shapes):
-        return self._members[-1].num_outputs(None) if self._members else len(shapes)
+        if not self._members:
+            return len(shapes) or None
+        return self._members[-1].num_outputs(*([None] * max(1, len(shapes))))
 
 
 class ConcatTable(Container):
@@ -125,7 +130,7 @@ class ConcatTable(Container):
         return _result(outs)
 
     def _count_guess(self, shapes):
-        counts = [m.num_outputs(*shapes) for m in self._members]
+        counts = [m.num_outputs(*(shapes or (None,))) for m in self._members]
         return None if None in counts else sum(counts)
 
 
@@ -146,7 +151,9 @@ class ParallelTable(Container):
         return _result(outs)
 
     def _count_guess(self, shapes):
-        counts = [m.num_outputs(s) for m, s in zip(self._members, shapes)]
+        known = len(shapes) == len(self._members)       # else the inputs are a table of unknown size
+        counts = [m.num_outputs(s if known else None) for m, s in zip(self._members, shapes)] if known else \
+            [m.num_outputs(None) for m in self._members]
         return None if None in counts else sum(counts)
 
 

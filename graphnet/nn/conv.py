@@ -6,10 +6,10 @@ import math
 import numpy as np
 
 from .. import ops
-from ..errors import GraphError, fmt_shape
+from ..errors import fmt_shape
 from ..module import DEFAULT_DTYPE, Module, Parameter, rng
 from ..ops.conv import Im2Col, out_size
-from ._util import check_int, fail
+from ._util import build_error, check_int, fail
 
 
 def _batched(b, x, what):
@@ -82,7 +82,7 @@ class _Pooling(Module):
         super().__init__()
         self.kh, self.kw, self.sh, self.sw, self.ph, self.pw = _pairs(self, kh, kw, sh, sw, ph, pw)
         if 2 * self.ph > self.kh or 2 * self.pw > self.kw:
-            raise GraphError(f"{type(self).__name__}: padding ({self.ph}, {self.pw}) must be at most half the "
+            raise build_error(f"{type(self).__name__}: padding ({self.ph}, {self.pw}) must be at most half the "
                              f"kernel size ({self.kh}, {self.kw}), as in torch")
 
     def label(self):

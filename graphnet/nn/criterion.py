@@ -5,17 +5,45 @@ the sum. Integer class targets are 0-based. A float target gets its true gradien
 """
 from __future__ import annotations
 
+import numpy as np
+
 from .. import ops
-from ..module import Module
-from ._util import fail
+from ..module import Module, _bump
+from ._util import build_error, check_int, fail
 
 
 class Criterion(Module):
+    """Called on (prediction, target) nodes it makes the loss node; run directly it speaks torch7:
+    ``crit.forward(input, target)`` is the loss, ``crit.backward(input, target)`` its gradient w.r.t. input."""
     arity = 2
 
     def __init__(self, size_average: bool = True):
         super().__init__()
-        self.size_average = bool(size_average)
+        self.size_average = size_average
+
+    @property
+    def size_average(self) -> bool:
+        """Mean (True, torch's default) or sum; may be set at any time (torch7's ``crit.sizeAverage = false``)."""
+        return self._size_average
+
+    @size_average.setter
+    def size_average(self, value):
+        object.__setattr__(self, "_size_average", bool(value))
+        _bump()                 # compiled plans key on it: the next run compiles the new reduction
+        self._record()
+
+    sizeAverage = size_average
+
+    def _record(self):
+        """The constructor arguments that rebuild this criterion as it is now (for save/load and summaries)."""
+        object.__setattr__(self, "_config", ((), {"size_average": self.size_average}))
+
+    def backward(self, input, target, grad_output=None):
+        """torch7: ``backward(input, target)`` -> d loss / d input. graphnet: ``backward([input, target], g)``
+        -> the gradient of each input."""
+        if isinstance(input, (list, tuple, dict)):
+            return super().backward(input, target)
+        return super().backward([input, target], 1.0 if grad_output is None else grad_output)[0]
 
     def reduce(self, b, per_element):
         op = ops.Mean if self.size_average else ops.Sum
@@ -30,7 +58,29 @@ class Criterion(Module):
 
 
 class ClassNLLCriterion(Criterion):
-    """loss = -mean_n x[n, t[n]] for log-probabilities x (batch, classes) and integer targets t (batch,)"""
+    """loss = -sum_n w[t_n] x[n, t_n] / sum_n w[t_n] for log-probabilities x (batch, classes) and integer targets
+    t (batch,); w: ``weights`` per class (default 1); targets equal to ``ignore_index`` count for nothing
+    (torch's nll_loss(weight=..., ignore_index=...)); ``size_average=False``: the sum, not divided."""
+
+    def __init__(self, weights=None, size_average: bool = True, ignore_index: int | None = None):
+        if weights is not None:
+            w = np.asarray(weights, dtype=np.float64)
+            if w.ndim != 1 or not np.all(np.isfinite(w)):
+                raise build_error(f"{type(self).__name__}: weights must be a 1-d array of finite numbers (one per "
+                                 f"class), got {np.shape(weights)}")
+            weights = w
+        Module.__init__(self)
+        object.__setattr__(self, "weights", weights)
+        object.__setattr__(self, "ignore_index",
+                           None if ignore_index is None else check_int("ignore_index", ignore_index,
+                                                                       module=type(self).__name__))
+        self.size_average = size_average
+
+    def _record(self):
+        w = getattr(self, "weights", None)
+        object.__setattr__(self, "_config", ((), {"weights": None if w is None else w.tolist(),
+                                                  "size_average": self.size_average,
+                                                  "ignore_index": getattr(self, "ignore_index", None)}))
 
     def lower(self, b, x, t):
         if len(x.shape) == 1:                      # one sample: (classes,) and a scalar target
@@ -40,8 +90,31 @@ class ClassNLLCriterion(Criterion):
             from ..errors import fmt_shape
             raise fail(b, f"ClassNLLCriterion takes log-probabilities (batch, classes) and integer targets "
                           f"(batch,), got {fmt_shape(x.shape)} and {fmt_shape(t.shape)}")
-        picked = b(ops.Pick(), x, t)
-        return b(ops.Scale(-1.0), self.reduce(b, picked))
+        if self.weights is None and self.ignore_index is None:
+            return b(ops.Scale(-1.0), self.reduce(b, b(ops.Pick(), x, t)))
+        return self._weighted(b, x, t)
+
+    def _weighted(self, b, x, t):
+        n_classes, dt = x.shape[1], x.dtype or self.dtype
+        w = np.ones(n_classes or 1) if self.weights is None else self.weights
+        if self.weights is not None and n_classes is not None and len(w) != n_classes:
+            raise fail(b, f"{type(self).__name__}: {len(w)} class weights for {n_classes} classes")
+        keep = None
+        if self.ignore_index is not None:
+            # eq_n = [t_n == ignore_index]; an ignored target is pointed at class 0 and weighted 0
+            tf, ig = b(ops.Cast(dt), t), b.const(np.array(self.ignore_index, dt))
+            eq = b(ops.Mul(), b(ops.Compare("ge"), tf, ig), b(ops.Compare("le"), tf, ig))
+            t = b(ops.Cast(t.dtype or np.int64), b(ops.Sub(), tf, b(ops.Mul(), eq, ig)))
+            keep = b(ops.AddScalar(1.0), b(ops.Scale(-1.0), eq))
+        if self.weights is None:
+            wt = keep
+        else:
+            wt = b(ops.Index(1, 0), b(ops.Take(), b.const(w.reshape(-1, 1).astype(dt)), t))
+            wt = wt if keep is None else b(ops.Mul(), wt, keep)
+        total = b(ops.Sum(None), b(ops.Mul(), b(ops.Pick(), x, t), wt))
+        if self.size_average:
+            total = b(ops.Div(), total, b(ops.Sum(None), wt))
+        return b(ops.Scale(-1.0), total)
 
 
 class CrossEntropyCriterion(ClassNLLCriterion):

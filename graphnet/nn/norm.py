@@ -7,10 +7,10 @@ import numbers
 import numpy as np
 
 from .. import ops
-from ..errors import GraphError, fmt_shape
+from ..errors import fmt_shape
 from ..module import DEFAULT_DTYPE, Module, Parameter
 from ..ops.norm import RunningStat, UpdateRunningStats
-from ._util import check_float, check_int, fail
+from ._util import build_error, check_float, check_int, fail
 
 
 def _normalise(b, x, mean, var, eps):
@@ -87,7 +87,7 @@ class LayerNorm(Module):
         super().__init__()
         shape = (normalized_shape,) if isinstance(normalized_shape, numbers.Integral) else tuple(normalized_shape)
         if not shape:
-            raise GraphError("LayerNorm: normalized_shape must hold at least one size")
+            raise build_error("LayerNorm: normalized_shape must hold at least one size")
         self.normalized_shape = tuple(check_int("normalized_shape", d, 1, "LayerNorm") for d in shape)
         self.eps = check_float("eps", eps, "LayerNorm")
         self.elementwise_affine = bool(elementwise_affine)

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 from .. import ops
-from ..errors import GraphError
 from ..module import Module
-from ._util import check_float, check_int, fail
+from ._util import build_error, check_float, check_int, fail
 
 
 def _dims(args, module):
@@ -23,7 +22,7 @@ class Narrow(Module):
         self.offset = check_int("offset", offset, module="Narrow")
         self.length = check_int("length", length, module="Narrow")
         if self.length == 0:
-            raise GraphError("Narrow: length must not be 0")
+            raise build_error("Narrow: length must not be 0")
 
     def label(self):
         return f"Narrow({self.dim}, {self.offset}, {self.length})"
@@ -54,7 +53,7 @@ class Reshape(Module):
         super().__init__()
         self.size = _dims(shape, "Reshape")
         if not self.size:
-            raise GraphError("Reshape needs a shape: Reshape(3, 4)")
+            raise build_error("Reshape needs a shape: Reshape(3, 4)")
 
     def label(self):
         return f"Reshape({', '.join(map(str, self.size))})"
@@ -74,7 +73,7 @@ class View(Module):
         super().__init__()
         self.size = _dims(shape, "View")
         if not self.size:
-            raise GraphError("View needs a shape: View(-1, 4)")
+            raise build_error("View needs a shape: View(-1, 4)")
 
     def label(self):
         return f"View({', '.join(map(str, self.size))})"

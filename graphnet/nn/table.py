@@ -4,7 +4,8 @@ from __future__ import annotations
 from .. import ops
 from ..errors import GraphError
 from ..module import Module
-from ._util import check_int, fail
+from ..node import Node
+from ._util import build_error, check_int, fail
 
 
 class _Fold(Module):
@@ -95,9 +96,25 @@ class SplitTable(Module):
         return out if n != 1 else out[0]
 
 
+def _one_table(args):
+    """The node a table module was called on, when it was called on one node (or a list of one)."""
+    if len(args) == 1 and isinstance(args[0], (list, tuple)):
+        args = tuple(args[0])
+    return args[0] if len(args) == 1 and isinstance(args[0], Node) else None
+
+
 class SelectTable(Module):
-    """y = input number ``index`` (0-based; negative counts from the end)"""
+    """y = input number ``index`` (0-based; negative counts from the end). On an input that carries a table (or
+    a table whose entry is itself a table) it is that entry itself, as ``s[index]``."""
     arity = None
+
+    def _apply(self, args):
+        t = _one_table(args)
+        if t is not None and t.can_be_table:
+            return t.item(self.index)
+        if t is not None and t.is_multi and t.n_outputs is not None and t.item(self.index).is_multi:
+            return t.item(self.index)
+        return super()._apply(args)
 
     def __init__(self, index: int):
         super().__init__()
@@ -116,6 +133,19 @@ class NarrowTable(Module):
     """inputs offset .. offset+length-1, as several outputs"""
     arity = None
 
+    def _apply(self, args):
+        t = _one_table(args)
+        if t is not None and t.can_be_table:       # an input table: its first offset+length entries
+            entries = [t.item(i) for i in range(self.offset + self.length)]
+            if any(e.is_multi for e in entries):
+                raise build_error(f"{self.label()} on table '{t.display_name()}', whose entries are tables: "
+                                  f"select them one by one with SelectTable or [k]")
+            return super()._apply(entries)
+        return super()._apply(args)
+
+    def table_outputs(self):
+        return self.length
+
     def __init__(self, offset: int, length: int = 1):
         super().__init__()
         self.offset = check_int("offset", offset, 0, "NarrowTable")
@@ -132,3 +162,14 @@ class NarrowTable(Module):
             raise fail(b, f"{self.label()}: the table has only {len(xs)} entries", GraphError)
         out = list(xs[self.offset:self.offset + self.length])
         return out if self.length != 1 else out[0]
+
+
+class FlattenTable(Module):
+    """the entries of a nested table, depth first, as one flat table (several outputs)"""
+    arity = None
+
+    def num_outputs(self, *shapes):
+        return len(shapes)
+
+    def lower(self, b, *xs):
+        return xs[0] if len(xs) == 1 else list(xs)

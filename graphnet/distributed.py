@@ -16,6 +16,7 @@ import hashlib
 import io
 import logging
 import os
+import sys
 import time
 import weakref
 
@@ -55,10 +56,13 @@ def init(address: str | None = None, num_cpus: int | None = None) -> None:
     statistics and starts no dashboard; its workers run at normal priority (Ray's default niceness, 15, makes
     them lose to every other process on a shared machine). ``shutdown()`` (or the end of the process) stops it.
     """
+    if address is None and "ray" not in sys.modules:
+        # Ray picks the address its processes listen on when it is imported: loopback only, for a local Ray
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")      # Ray would report usage over the network
     ray = _ray()
     if ray.is_initialized():
         return
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     quiet = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     if address is None:
         ray.init(num_cpus=num_cpus or os.cpu_count() or 1, num_gpus=0, _node_ip_address="127.0.0.1",
@@ -148,9 +152,8 @@ class DataParallelStep:
         self._modes = None
         self._profile = dict.fromkeys(("steps", "weights_sent", "bytes_sent", "bytes_received"), 0)
         self._profile.update(dict.fromkeys(("put_s", "submit_s", "wait_s", "reduce_s", "worker_s"), 0.0))
+        init(address, num_cpus=max(os.cpu_count() or 1, self.workers * self.threads))
         ray = _ray()
-        if not ray.is_initialized():
-            init(address, num_cpus=max(os.cpu_count() or 1, self.workers * self.threads))
         self._check_capacity(ray)
         self._runtime_env = _runtime_env(self.threads, local)
         _OPEN.add(self)

@@ -115,19 +115,18 @@ def test_unrolled_rnn_with_carried_states(rng):
                 np.testing.assert_allclose(s, r, **TOL)
 
 
-def test_twenty_sgd_momentum_steps_give_the_same_weights(rng):
-    gn.manual_seed(5)
-    model = _mlp()
+def test_twenty_sgd_momentum_steps_give_the_same_weights(mlp_step, rng):
+    step, model = mlp_step
     twin, start = _copy(model), model.parameters()[0].data.copy()
     local = gn.compile_train_step(twin)
     opt, opt_twin = SGD(model.parameters(), lr=0.1, momentum=0.9), SGD(twin.parameters(), lr=0.1, momentum=0.9)
-    with gn.distributed.data_parallel(model, workers=2) as step:
-        for i in range(20):
-            arrays = _batch(rng, 9 + i % 3)
-            assert step(*arrays) == pytest.approx(local(*arrays), rel=1e-8)
-            opt.step()
-            opt_twin.step()
-        assert step.profile()["weights_sent"] == 20
+    sent = step.profile()["weights_sent"]
+    for i in range(20):
+        arrays = _batch(rng, 9 + i % 3)
+        assert step(*arrays) == pytest.approx(local(*arrays), rel=1e-8)
+        opt.step()
+        opt_twin.step()
+    assert step.profile()["weights_sent"] == sent + 20
     for p, q in zip(model.parameters(), twin.parameters()):
         np.testing.assert_allclose(p.data, q.data, rtol=1e-8, atol=1e-10)
     assert np.abs(model.parameters()[0].data - start).max() > 0.01          # it did train

@@ -117,6 +117,7 @@ def test_unrolled_rnn_with_carried_states(rng):
 
 def test_twenty_sgd_momentum_steps_give_the_same_weights(mlp_step, rng):
     step, model = mlp_step
+    model.parameters()[0].data[0, 0] += 0.1              # new weights: each of the 20 steps sends them
     twin, start = _copy(model), model.parameters()[0].data.copy()
     local = gn.compile_train_step(twin)
     opt, opt_twin = SGD(model.parameters(), lr=0.1, momentum=0.9), SGD(twin.parameters(), lr=0.1, momentum=0.9)

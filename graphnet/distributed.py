@@ -31,6 +31,7 @@ _THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "V
                 "NUMBA_NUM_THREADS")
 _PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _OPEN: "weakref.WeakSet[DataParallelStep]" = weakref.WeakSet()
+START_TIMEOUT_S = 600                # a worker imports numpy and graphnet and compiles: slow on a busy machine
 _OWNED = {"ray": False}          # True while the Ray this process runs was started (or joined) by graphnet
 
 
@@ -154,31 +155,43 @@ class DataParallelStep:
         self._profile.update(dict.fromkeys(("put_s", "submit_s", "wait_s", "reduce_s", "worker_s"), 0.0))
         init(address, num_cpus=max(os.cpu_count() or 1, self.workers * self.threads))
         ray = _ray()
-        self._check_capacity(ray)
         self._runtime_env = _runtime_env(self.threads, local)
         _OPEN.add(self)
-        self._start_missing(ray)
+        try:
+            self._start_missing(ray)
+        except BaseException:
+            self.close()
+            raise
 
     # --- workers ---------------------------------------------------------------------------------------------
-    def _check_capacity(self, ray):
-        have = ray.cluster_resources().get("CPU", 0)
-        if have < self.workers * self.threads:
-            raise InputError(f"data_parallel: {self.workers} workers x {self.threads} threads need "
-                             f"{self.workers * self.threads} CPUs, and this Ray has {have:g}; ask for fewer "
-                             f"workers or threads=, or start Ray with more CPUs")
-
     def _start_missing(self, ray):
+        """Start the workers not running (all at first, a dead one's replacement later) and wait until each has
+        loaded the model; refuse at once when Ray lacks the CPUs, rather than wait for them forever."""
         cls = ray.remote(_Worker)
         new = [i for i, a in enumerate(self._actors) if a is None]
+        need = len(new) * self.threads
+        total = ray.cluster_resources().get("CPU", 0)
+        for _ in range(100 if total >= need else 1):  # a dead worker's CPUs come back a moment after it died
+            free = ray.available_resources().get("CPU", 0)
+            if free >= need:
+                break
+            time.sleep(0.1)
+        else:
+            raise InputError(f"data_parallel: {len(new)} workers x {self.threads} threads need {need} CPUs and "
+                             f"Ray has {free:g} free (of {total:g}); close other steps, ask for fewer workers "
+                             f"or threads=, or start Ray with more CPUs")
         for i in new:
             self._actors[i] = cls.options(num_cpus=self.threads, runtime_env=self._runtime_env,
-                                          name=None, max_restarts=0).remote(self._saved, self.level, self._seed + i)
+                                          max_restarts=0).remote(self._saved, self.level, self._seed + i)
             self._has_weights[i] = self._has_modes[i] = False
         for i in new:
             try:
-                self._pids[i] = ray.get(self._actors[i].pid.remote())
+                self._pids[i] = ray.get(self._actors[i].pid.remote(), timeout=START_TIMEOUT_S)
             except ray.exceptions.RayError as e:
-                self._actors[i] = None
+                for j in new:
+                    if self._actors[j] is not None:
+                        ray.kill(self._actors[j], no_restart=True)
+                        self._actors[j] = None
                 raise WorkerError(f"data_parallel: worker {i} of {self.workers} could not start: "
                                   f"{_first_line(e)}") from None
 
@@ -230,8 +243,8 @@ class DataParallelStep:
         w = self.model.get_parameters()[0]
         if self._sent_weights is None or self._sent_weights.shape != w.shape or \
                 self._sent_weights.dtype != w.dtype or not np.array_equal(self._sent_weights, w):
-            self._sent_weights = w.copy()
-            self._weights_ref = ray.put(self._sent_weights)
+            self._weights_ref = ray.put(w)
+            self._sent_weights = ray.get(self._weights_ref)     # a view of the object store's copy: no other
             self._has_weights = [False] * self.workers
             self._profile["weights_sent"] += 1
             self._profile["bytes_sent"] += w.nbytes

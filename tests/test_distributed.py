@@ -170,6 +170,11 @@ def test_batch_statistics_are_refused():
         gn.distributed.data_parallel(graph, workers=2)
 
 
+def test_more_cpus_than_ray_has_are_refused():
+    with pytest.raises(gn.InputError, match=r"2 workers x 5 threads need 10 CPUs and Ray has \d+ free \(of 4\)"):
+        gn.distributed.data_parallel(_mlp(), workers=2, threads=5)
+
+
 def test_close_stops_every_worker(rng):
     model = _mlp()
     with gn.distributed.data_parallel(model, workers=2) as step:

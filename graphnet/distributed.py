@@ -32,7 +32,9 @@ _THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "V
 _PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _OPEN: "weakref.WeakSet[DataParallelStep]" = weakref.WeakSet()
 START_TIMEOUT_S = 600                # a worker imports numpy and graphnet and compiles: slow on a busy machine
-_OWNED = {"ray": False}          # True while the Ray this process runs was started (or joined) by graphnet
+# who started (or joined) the Ray this process runs: None (not graphnet), "init" (it stays up until shutdown()),
+# "step" (a step did, and the last step to close stops it)
+_OWNED = {"ray": None}
 
 
 class WorkerError(GraphnetError):
@@ -51,26 +53,34 @@ def _ray():
 
 
 def init(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Start a local Ray (``address=None``) or join a cluster (``"auto"``, ``"ray://host:port"``), quietly.
+    """Start a local Ray (``address=None``) or join a cluster (``"auto"``, ``"ray://host:port"``), quietly, for
+    the steps to come: it stays up until ``shutdown()`` or the end of the process (a step that has to start Ray
+    itself stops it when it closes).
 
     Nothing happens when this process already runs Ray. A local Ray listens on 127.0.0.1 only, reports no usage
     statistics and starts no dashboard; its workers run at normal priority (Ray's default niceness, 15, makes
-    them lose to every other process on a shared machine). ``shutdown()`` (or the end of the process) stops it.
+    them lose to every other process on a shared machine).
     """
+    if _start(address, num_cpus):
+        _OWNED["ray"] = "init"
+
+
+def _start(address, num_cpus) -> bool:
+    """Start or join Ray unless this process runs it already; True when it did."""
     if address is None and "ray" not in sys.modules:
         # Ray picks the address its processes listen on when it is imported: loopback only, for a local Ray
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")      # Ray would report usage over the network
     ray = _ray()
     if ray.is_initialized():
-        return
+        return False
     quiet = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     if address is None:
         ray.init(num_cpus=num_cpus or os.cpu_count() or 1, num_gpus=0, _node_ip_address="127.0.0.1",
                  _system_config={"worker_niceness": 0}, **quiet)
     else:
         ray.init(address=address, **quiet)
-    _OWNED["ray"] = True
+    return True
 
 
 def shutdown() -> None:
@@ -78,7 +88,7 @@ def shutdown() -> None:
     for step in list(_OPEN):
         step.close()
     if _OWNED["ray"]:
-        _OWNED["ray"] = False
+        _OWNED["ray"] = None
         import ray
         ray.shutdown()
 
@@ -153,7 +163,8 @@ class DataParallelStep:
         self._modes = None
         self._profile = dict.fromkeys(("steps", "weights_sent", "bytes_sent", "bytes_received"), 0)
         self._profile.update(dict.fromkeys(("put_s", "submit_s", "wait_s", "reduce_s", "worker_s"), 0.0))
-        init(address, num_cpus=max(os.cpu_count() or 1, self.workers * self.threads))
+        if _start(address, max(os.cpu_count() or 1, self.workers * self.threads)):
+            _OWNED["ray"] = "step"
         ray = _ray()
         self._runtime_env = _runtime_env(self.threads, local)
         _OPEN.add(self)
@@ -318,7 +329,7 @@ class DataParallelStep:
         finally:
             self._actors = [None] * self.workers
             self._weights_ref = None
-            if _OWNED["ray"] and not _OPEN:
+            if _OWNED["ray"] == "step" and not _OPEN:
                 shutdown()
 
     def __enter__(self):

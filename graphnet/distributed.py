@@ -24,6 +24,7 @@ import numpy as np
 
 from .errors import GraphnetError, InputError
 from .module import Module, rng
+from .shards import concat_outputs, leaves, row_count, shard_sizes, take_rows
 
 __all__ = ["data_parallel", "DataParallelStep", "WorkerError", "init", "shutdown"]
 
@@ -118,13 +119,23 @@ class _Worker:
         if weights is not None:
             self.model.get_parameters()[0][...] = weights
         if modes is not None:
-            for m, train in zip(self.modules, modes):
-                m.train = train
+            _apply_modes(self.modules, modes)
         res = self.train_step(*arrays)
         loss, outs = (res[0], list(res[1:])) if isinstance(res, tuple) else (res, [])
         grad = self.model.get_parameters()[1]
         grad *= weight                               # the driver only adds: the weighting runs in parallel
         return float(loss) * weight, grad, outs, time.perf_counter() - t0
+
+
+def _apply_modes(modules, modes):
+    """Each module's training flag as given, through training()/evaluate() (which compiled plans notice): the
+    first module that differs (with what it contains) at a time; in pre-order a parent comes before its parts."""
+    for _ in range(len(modules)):
+        wrong = next(((m, t) for m, t in zip(modules, modes) if m.train != t), None)
+        if wrong is None:
+            return
+        m, train = wrong
+        m.training() if train else m.evaluate()
 
 
 # ------------------------------------------------------------------------------------------------ the step
@@ -152,6 +163,8 @@ class DataParallelStep:
         from .serialize import save
         save(model, buf)                             # the model travels as graphnet's JSON + npz, never pickled
         self._saved = buf.getvalue()
+        w = model.get_parameters()[0]
+        self._layout = (w.shape, w.dtype)            # what the workers' copies hold
         self._seed = _seed_from(rng())
         self._closed = False
         self._actors: list = [None] * self.workers
@@ -229,7 +242,7 @@ class DataParallelStep:
         refs, lo = [], 0
         for i, size in enumerate(sizes):
             shard = take_rows(arrays, lo, lo + size)
-            prof["bytes_sent"] += sum(a.nbytes for a in _leaves(shard))
+            prof["bytes_sent"] += sum(a.nbytes for a in leaves(shard))
             w = weights if not self._has_weights[i] else None
             m = modes if not self._has_modes[i] else None
             refs.append(self._actors[i].step.remote(w, m, size / n, shard))
@@ -252,8 +265,11 @@ class DataParallelStep:
     def _weights_to_send(self, ray):
         """The flat weights' object reference, put anew only when the weights changed since the last put."""
         w = self.model.get_parameters()[0]
-        if self._sent_weights is None or self._sent_weights.shape != w.shape or \
-                self._sent_weights.dtype != w.dtype or not np.array_equal(self._sent_weights, w):
+        if (w.shape, w.dtype) != self._layout:
+            raise InputError(f"data_parallel: the model now has {w.size} parameters of {w.dtype}, its workers' "
+                             f"copies {self._layout[0][0]} of {self._layout[1]} (its dtype or parameters changed "
+                             f"since the step was made); make a new step")
+        if self._sent_weights is None or not np.array_equal(self._sent_weights, w):
             self._weights_ref = ray.put(w)
             self._sent_weights = ray.get(self._weights_ref)     # a view of the object store's copy: no other
             self._has_weights = [False] * self.workers
@@ -384,63 +400,6 @@ def _refuse_batch_statistics(model):
             raise InputError(f"data_parallel: {m.label()} is in training mode: each worker would normalise by "
                              f"the statistics of its own rows and update running statistics this model never "
                              f"sees; call .evaluate() on it, or train on one process with gn.compile_train_step")
-
-
-# --------------------------------------------------------------------------------- rows: split and join
-
-def _is_table(x) -> bool:
-    return isinstance(x, (list, tuple)) and len(x) > 0 and all(isinstance(v, (np.ndarray, list, tuple)) for v in x)
-
-
-def _leaves(x):
-    if _is_table(x):
-        for v in x:
-            yield from _leaves(v)
-    else:
-        yield x
-
-
-def row_count(arrays) -> int:
-    """The batch size: every input (each array of a table input too) has it as its first dim."""
-    if not arrays:
-        raise InputError("data_parallel: the step takes the model's inputs as arrays, got none")
-    first = None
-    for k, a in enumerate(arrays):
-        for leaf in _leaves(a):
-            shape = np.shape(leaf)
-            if not shape:
-                raise InputError(f"data_parallel shards every input along dim 0: input {k} is a scalar; give it "
-                                 f"a first dim of one row per example")
-            if first is None:
-                first = (k, shape)
-            elif shape[0] != first[1][0]:
-                raise InputError(f"data_parallel shards every input along dim 0, so they must have as many rows: "
-                                 f"input {first[0]} has shape {first[1]}, input {k} has shape {shape}")
-    if first[1][0] == 0:
-        raise InputError(f"data_parallel: the batch is empty (input {first[0]} has shape {first[1]})")
-    return first[1][0]
-
-
-def shard_sizes(n: int, k: int) -> list:
-    """Rows per worker: as even as can be, the first ``n % k`` one more; none for a worker without a row."""
-    base, extra = divmod(n, k)
-    return [base + 1] * extra + [base] * (k - extra) if base else [1] * n
-
-
-def take_rows(arrays, lo: int, hi: int) -> list:
-    """Rows lo:hi of every input, table inputs entry by entry (views: Ray copies them once, when it sends)."""
-    return [[take_rows([v], lo, hi)[0] for v in a] if _is_table(a) else np.asarray(a)[lo:hi] for a in arrays]
-
-
-def concat_outputs(per_worker: list) -> list:
-    """The further outputs of every worker joined along dim 0, in the order of the rows."""
-    outs = []
-    for k, parts in enumerate(zip(*per_worker)):
-        if any(np.ndim(p) == 0 for p in parts):
-            raise InputError(f"data_parallel: the model's output {k + 1} is a scalar; outputs after the loss are "
-                             f"joined along dim 0 (the batch), so each needs the batch as its first dim")
-        outs.append(parts[0] if len(parts) == 1 else np.concatenate(parts))
-    return outs
 
 
 def _first_line(e) -> str:

@@ -16,6 +16,7 @@ from graphnet import nn
 from graphnet.nn.containers import Sequential
 from graphnet.nn.norm import BatchNormalization
 from graphnet.optim import SGD
+from graphnet.shards import concat_outputs, shard_sizes, take_rows
 from graphnet.train import Learner
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -29,9 +30,9 @@ def ray_session():
     gn.distributed.shutdown()
 
 
-def _mlp():
+def _mlp(dropout=0.0):
     x, t = gn.Input((None, 4)), gn.Input((None,))
-    h = nn.Tanh()(nn.Linear(4, 6)(x))
+    h = nn.Dropout(dropout)(nn.Tanh()(nn.Linear(4, 6)(x)))
     loss = nn.CrossEntropyCriterion()(nn.Linear(6, 3)(h), t)
     return gn.gModule([x, t], [loss]).float64()
 
@@ -65,8 +66,9 @@ def _assert_same_step(step, model, arrays):
 
 @pytest.fixture(scope="module")
 def mlp_step():
-    model = _mlp()
+    model = _mlp(dropout=0.5)                             # saved in training mode...
     with gn.distributed.data_parallel(model, workers=2) as step:
+        model.evaluate()                                  # ...and used in evaluation mode (the same every time)
         yield step, model
 
 
@@ -86,6 +88,28 @@ def test_weights_travel_only_when_they_changed(mlp_step, rng):
     model.parameters()[0].data[0, 0] += 0.5
     _assert_same_step(step, model, arrays)               # ...changed ones are, and used
     assert step.profile()["weights_sent"] == sent + 1
+
+
+def test_the_workers_follow_the_model_s_mode(mlp_step, rng):
+    step, model = mlp_step
+    arrays = _batch(rng, 8)
+    model.training()
+    try:
+        dropped = step(*arrays)
+    finally:
+        model.evaluate()
+    assert dropped != pytest.approx(_reference(model, arrays)[0], rel=1e-6)     # Dropout was on
+    _assert_same_step(step, model, arrays)                                       # and is off again
+
+
+def test_a_changed_dtype_is_refused(mlp_step, rng):
+    step, model = mlp_step
+    model.float32()
+    try:
+        with pytest.raises(gn.InputError, match="now has 51 parameters of float32, its workers' copies 51 of float64"):
+            step(*_batch(rng, 4))
+    finally:
+        model.float64()
 
 
 def test_unrolled_rnn_with_carried_states(rng):
@@ -160,6 +184,19 @@ def test_inputs_must_share_their_rows(mlp_step, rng):
         step(rng.standard_normal((6, 4)), rng.integers(0, 3, 5))
     with pytest.raises(gn.InputError, match="input 1 is a scalar"):
         step(rng.standard_normal((6, 4)), np.int64(1))
+
+
+def test_rows_are_shared_out_and_joined_back_in_order():
+    assert shard_sizes(8, 2) == [4, 4] and shard_sizes(7, 3) == [3, 2, 2] and shard_sizes(2, 3) == [1, 1]
+    x, table = np.arange(10).reshape(5, 2), [np.arange(5), [np.arange(10.0).reshape(5, 2)]]
+    parts = [take_rows([x, table], lo, hi) for lo, hi in ((0, 3), (3, 5))]
+    assert parts[1][0].tolist() == [[6, 7], [8, 9]] and parts[1][1][0].tolist() == [3, 4]
+    assert parts[0][1][1][0].shape == (3, 2)
+    joined = concat_outputs([[p[0], p[1][1][0]] for p in parts])
+    np.testing.assert_array_equal(joined[0], x)
+    np.testing.assert_array_equal(joined[1], table[1][0])
+    with pytest.raises(gn.InputError, match="output 1 is a scalar"):
+        concat_outputs([[np.float64(1.0)], [np.float64(2.0)]])
 
 
 def test_batch_statistics_are_refused():

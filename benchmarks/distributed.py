@@ -12,7 +12,8 @@ of the batch, not threads. The workloads:
 - MLP: 256 -> 3 hidden layers of 512 (ReLU) -> 10, cross-entropy, batch 8192, float32, SGD with momentum:
   compute-heavy, ~2.6 MB of weights and of gradient per step;
 - char-rnn: 2x128 LSTM unrolled 50 steps, batch 50, vocab 65, float32, RMSprop + clipping (benchmarks/char_rnn.py's
-  model): ~1 MB of weights, 104 small inputs, little compute per step.
+  model): ~1 MB of weights, 104 small inputs, little compute per step;
+- a 4-8-3 MLP on 16 rows: next to no compute, so its time is Ray's and graphnet's fixed cost per step.
 
 The contenders run alternately in one process (the order rotated every round); the table gives medians. For the
 Ray contenders, ``step.profile()`` splits the median iteration into: putting the weights in Ray's object store,
@@ -42,18 +43,18 @@ from graphnet.optim import SGD, RMSprop, clip_grad_norm  # noqa: E402
 PHASES = ("put_s", "submit_s", "wait_s", "worker_s", "reduce_s")
 
 
-def mlp_workload(batch: int):
-    """(model builder, arrays, optimizer step): the 3x512 MLP and one batch."""
+def mlp_workload(batch: int, sizes=(256, 512, 512, 512, 10)):
+    """(model builder, arrays, optimizer step): an MLP (ReLU between layers) and one batch."""
     rng = np.random.default_rng(0)
-    arrays = [rng.standard_normal((batch, 256)).astype(np.float32), rng.integers(0, 10, batch)]
+    arrays = [rng.standard_normal((batch, sizes[0])).astype(np.float32), rng.integers(0, sizes[-1], batch)]
 
     def build():
         gn.manual_seed(0)
-        x, t = gn.Input((None, 256)), gn.Input((None,))
+        x, t = gn.Input((None, sizes[0])), gn.Input((None,))
         h = x
-        for n_in in (256, 512, 512):
-            h = nn.ReLU()(nn.Linear(n_in, 512)(h))
-        return gn.gModule([x, t], [nn.CrossEntropyCriterion()(nn.Linear(512, 10)(h), t)])
+        for n_in, n_out in zip(sizes[:-2], sizes[1:-1]):
+            h = nn.ReLU()(nn.Linear(n_in, n_out)(h))
+        return gn.gModule([x, t], [nn.CrossEntropyCriterion()(nn.Linear(sizes[-2], sizes[-1])(h), t)])
 
     def optimizer(params):
         opt = SGD(params, lr=0.01, momentum=0.9)
@@ -154,7 +155,8 @@ def main(argv=None):
     try:
         parts = [measure(f"MLP 256-512-512-512-10, batch {args.mlp_batch}", mlp_workload(args.mlp_batch), args),
                  measure(f"char-rnn 2x128 LSTM, 50 steps, batch {args.rnn_batch}",
-                         char_rnn_workload(args.rnn_batch), args)]
+                         char_rnn_workload(args.rnn_batch), args),
+                 measure("the fixed cost: MLP 4-8-3, batch 16", mlp_workload(16, (4, 8, 3)), args)]
     finally:
         gn.distributed.shutdown()
     text = (f"{machine_line()}, {THREADS} BLAS thread per process; load average {load:.1f} before, "

@@ -32,6 +32,7 @@ _THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "V
                 "NUMBA_NUM_THREADS")
 _PKG_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _OPEN: "weakref.WeakSet[DataParallelStep]" = weakref.WeakSet()
+INLINE_BYTES = 64 << 10              # below Ray's limit for values sent inside a call (100 KiB)
 START_TIMEOUT_S = 600                # a worker imports numpy and graphnet and compiles: slow on a busy machine
 # who started (or joined) the Ray this process runs: None (not graphnet), "init" (it stays up until shutdown()),
 # "step" (a step did, and the last step to close stops it)
@@ -263,15 +264,18 @@ class DataParallelStep:
         return (loss, *outs) if outs else loss
 
     def _weights_to_send(self, ray):
-        """The flat weights' object reference, put anew only when the weights changed since the last put."""
+        """The flat weights to send (an object reference when large), new only when the weights changed."""
         w = self.model.get_parameters()[0]
         if (w.shape, w.dtype) != self._layout:
             raise InputError(f"data_parallel: the model now has {w.size} parameters of {w.dtype}, its workers' "
                              f"copies {self._layout[0][0]} of {self._layout[1]} (its dtype or parameters changed "
                              f"since the step was made); make a new step")
         if self._sent_weights is None or not np.array_equal(self._sent_weights, w):
-            self._weights_ref = ray.put(w)
-            self._sent_weights = ray.get(self._weights_ref)     # a view of the object store's copy: no other
+            if w.nbytes <= INLINE_BYTES:             # small: inside each call (a put costs more than the bytes)
+                self._sent_weights = self._weights_ref = w.copy()
+            else:                                    # large: one copy in the object store, read by every worker
+                self._weights_ref = ray.put(w)
+                self._sent_weights = ray.get(self._weights_ref)     # a view of that copy: compared next time
             self._has_weights = [False] * self.workers
             self._profile["weights_sent"] += 1
             self._profile["bytes_sent"] += w.nbytes

@@ -5,9 +5,10 @@ Why this shape: the user's loop and optimizer stay as they are, on one process w
 only the gradient computation is spread. Each worker holds a copy of the model, shipped once as graphnet's own
 save format (JSON + npz bytes: a module is never pickled), and its own compiled train step. A step sends each
 worker its rows of every input (one object per worker) and, only when they changed since the last step, the
-weights (one ``ray.put`` of the flat vector, read by every worker); each worker returns its loss, its flat
-gradient already weighted by its share of the rows, and its further outputs. The driver adds the gradients into
-the model's ``.grad`` and concatenates the outputs along dim 0. Ray is imported on first use only.
+weights (one ``ray.put`` of the flat vector, read by every worker; a small vector rides inside the calls); each
+worker returns its loss, its flat gradient already weighted by its share of the rows, and its further outputs.
+The driver adds the gradients into the model's ``.grad`` and concatenates the outputs along dim 0. Ray is
+imported on first use only.
 """
 from __future__ import annotations
 
@@ -161,7 +162,7 @@ class DataParallelStep:
         local = address is None
         self.threads = int(threads) if threads else max(1, (os.cpu_count() or 1) // self.workers) if local else 1
         buf = io.BytesIO()
-        from .serialize import save
+        from graphnet import save
         save(model, buf)                             # the model travels as graphnet's JSON + npz, never pickled
         self._saved = buf.getvalue()
         w = model.get_parameters()[0]
@@ -301,7 +302,7 @@ class DataParallelStep:
             except ray.exceptions.RayTaskError as e:
                 failure = failure or (i, e)
         if dead:
-            i, e = dead[0]
+            e = dead[0][1]
             names = ", ".join(f"worker {j} (pid {self._pids[j]})" for j, _ in dead)
             raise WorkerError(f"data_parallel: {names} of {self.workers} died during the step "
                               f"({_first_line(e)}); the step has no result and the model's .grad is unchanged. "
@@ -311,8 +312,13 @@ class DataParallelStep:
             lo = sum(sizes[:i])
             cause = e.cause
             note = f" (in data-parallel worker {i}, on rows {lo}:{lo + sizes[i]} of the batch)"
-            if isinstance(cause, GraphnetError):
-                raise type(cause)(str(cause) + note, getattr(cause, "node", None)) from None
+            if isinstance(cause, GraphnetError):           # the model's own error, as itself, with where it ran
+                try:
+                    again = type(cause)(str(cause) + note, getattr(cause, "node", None))
+                except TypeError:
+                    again = None
+                if again is not None:
+                    raise again from None
             raise WorkerError(f"data_parallel: worker {i} failed{note}: {type(cause).__name__}: {cause}") from None
         return results
 
@@ -327,8 +333,8 @@ class DataParallelStep:
         return loss, concat_outputs([r[2] for r in results])
 
     def profile(self) -> dict:
-        """Totals since the step was made: steps; weights_sent (puts of the weights); bytes_sent (inputs and
-        weights) and bytes_received (gradients and outputs); seconds in put_s (the weights), submit_s (sending the
+        """Totals since the step was made: steps; weights_sent (times the weights went out); bytes_sent (inputs and
+        weights) and bytes_received (gradients and outputs); seconds in put_s (the weights: compare, put), submit_s (sending the
         calls), wait_s (until every result is in), reduce_s (adding gradients, joining outputs) and worker_s
         (the slowest worker's own step, a part of wait_s)."""
         return dict(self._profile)

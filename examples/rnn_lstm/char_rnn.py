@@ -2,6 +2,7 @@
 
     python examples/rnn_lstm/char_rnn.py                   # CPython's pydoc topics (~465k chars), no download
     python examples/rnn_lstm/char_rnn.py --text input.txt --cell gru --layers 2 --hidden 256 --iters 5000
+    python examples/rnn_lstm/char_rnn.py --workers 2       # each gradient on 2 Ray workers (graphnet[distributed])
 
 The model is Karpathy's char-rnn (LSTM.lua): one-hot characters -> ``layers`` stacked cells -> Linear decoder ->
 LogSoftMax. Training builds ONE gModule: the stacked cell unrolled over ``--seq-len`` steps (shared weights: the

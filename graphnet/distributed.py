@@ -79,8 +79,9 @@ def _start(address, num_cpus) -> bool:
         return False
     quiet = dict(include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
     if address is None:
-        ray.init(num_cpus=num_cpus or os.cpu_count() or 1, num_gpus=0, _node_ip_address="127.0.0.1",
-                 _system_config={"worker_niceness": 0}, **quiet)
+        # "local": a new Ray of our own, never one that `ray start` left running on this machine
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, num_gpus=0,
+                 _node_ip_address="127.0.0.1", _system_config={"worker_niceness": 0}, **quiet)
     else:
         ray.init(address=address, **quiet)
     return True
@@ -334,9 +335,9 @@ class DataParallelStep:
 
     def profile(self) -> dict:
         """Totals since the step was made: steps; weights_sent (times the weights went out); bytes_sent (inputs and
-        weights) and bytes_received (gradients and outputs); seconds in put_s (the weights: compare, put), submit_s (sending the
-        calls), wait_s (until every result is in), reduce_s (adding gradients, joining outputs) and worker_s
-        (the slowest worker's own step, a part of wait_s)."""
+        weights) and bytes_received (gradients and outputs); seconds in put_s (the weights: compare, put),
+        submit_s (sending the calls), wait_s (until every result is in), reduce_s (adding gradients, joining
+        outputs) and worker_s (the slowest worker's own step, a part of wait_s)."""
         return dict(self._profile)
 
     # --- lifetime ---------------------------------------------------------------------------------------------

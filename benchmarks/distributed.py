@@ -23,6 +23,7 @@ Ray's transport both ways), adding the gradients, and the optimizer on this proc
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 import os
 import sys
 import time
@@ -106,7 +107,31 @@ def contenders(workload, worker_counts):
     return runs, steps, optimizer_s
 
 
-def measure(title, workload, args):
+def plain_ceiling(workload, n: int, iters: int) -> float:
+    """Throughput of n plain processes (forked, no Ray) each running the iteration, over one process running it:
+    the most that n workers could gain on this machine now (n on an idle machine with n free cores)."""
+    build, arrays, optimizer = workload
+    model = build()
+    step, opt_step = gn.compile_train_step(model), optimizer(model.parameters())
+
+    def run(k):
+        for _ in range(k):
+            step(*arrays)
+            opt_step()
+    run(1)                                   # compiled before the fork: the children inherit the plan
+    t0 = time.perf_counter()
+    run(iters)
+    one = time.perf_counter() - t0
+    procs = [mp.get_context("fork").Process(target=run, args=(iters,)) for _ in range(n)]
+    t0 = time.perf_counter()
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    return n * one / (time.perf_counter() - t0)
+
+
+def measure(title, workload, args, ceiling):
     runs, steps, optimizer_s = contenders(workload, args.workers)
     try:
         first = {name: fn() for name, fn in runs.items()}         # compiles everywhere; the same first loss
@@ -134,7 +159,9 @@ def measure(title, workload, args):
                       f"{sent / 1e6:.2f} / {got / 1e6:.2f}"])
     table += "\n\n" + markdown_table(["contender", "put weights", "send calls", "slowest worker", "transport",
                                       "add grads", "optimizer", "MB sent / received"], split)
-    return f"**{title}** ({len(times['one process'])} alternating rounds; mean ms per phase)\n\n{table}"
+    n = max(args.workers)
+    return (f"**{title}** ({len(times['one process'])} alternating rounds; mean ms per phase). The machine's "
+            f"ceiling meanwhile: {n} plain processes (no Ray) run {ceiling:.2f}x the iterations of one.\n\n{table}")
 
 
 def main(argv=None):
@@ -151,12 +178,14 @@ def main(argv=None):
     if args.quick:
         args.reps, args.budget = 3, 1.0
     load = os.getloadavg()[0]
+    workloads = {f"MLP 256-512-512-512-10, batch {args.mlp_batch}": (mlp_workload(args.mlp_batch), 4),
+                 f"char-rnn 2x128 LSTM, 50 steps, batch {args.rnn_batch}": (char_rnn_workload(args.rnn_batch), 20),
+                 "the fixed cost: MLP 4-8-3, batch 16": (mlp_workload(16, (4, 8, 3)), 2000)}
+    # before Ray starts (its threads do not survive a fork)
+    ceilings = {title: plain_ceiling(w, max(args.workers), iters) for title, (w, iters) in workloads.items()}
     gn.distributed.init(num_cpus=max(os.cpu_count() or 1, sum(args.workers) * THREADS))   # all at once
     try:
-        parts = [measure(f"MLP 256-512-512-512-10, batch {args.mlp_batch}", mlp_workload(args.mlp_batch), args),
-                 measure(f"char-rnn 2x128 LSTM, 50 steps, batch {args.rnn_batch}",
-                         char_rnn_workload(args.rnn_batch), args),
-                 measure("the fixed cost: MLP 4-8-3, batch 16", mlp_workload(16, (4, 8, 3)), args)]
+        parts = [measure(title, w, args, ceilings[title]) for title, (w, _) in workloads.items()]
     finally:
         gn.distributed.shutdown()
     text = (f"{machine_line()}, {THREADS} BLAS thread per process; load average {load:.1f} before, "

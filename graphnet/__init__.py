@@ -1,5 +1,5 @@
 """graphnet: nngraph for Python — networks as graphs of modules, compiled to fused numpy plans, drawn with graphviz."""
-from . import data, nn, ops, optim, rnn
+from . import data, distributed, nn, ops, optim, rnn
 from .compile import Plan, compile, compile_train_step
 from .debug import debug
 from .export import export_onnx

@@ -46,11 +46,26 @@ class Learner:
         loss_value = loss(prediction, target)
         self.graph = gModule([x, target], [loss_value, prediction])
         self.history: dict = {}
+        self._parallel = None         # the data-parallel step while fit(workers=N) runs
 
     # --- the loop ------------------------------------------------------------------------------------------
-    def fit(self, train, epochs: int, valid=None) -> dict:
+    def fit(self, train, epochs: int, valid=None, workers: int = 0) -> dict:
         """Train for ``epochs`` passes over ``train``; after each, record the mean train loss (and accuracy) and,
-        when ``valid`` is given, the validation loss (and accuracy) in evaluation mode. Returns ``history``."""
+        when ``valid`` is given, the validation loss (and accuracy) in evaluation mode. Returns ``history``.
+
+        ``workers=N`` computes each batch's gradient on N Ray workers, each on its share of the rows
+        (``gn.distributed.data_parallel``); the optimizer steps here as usual, and the workers stop at the end."""
+        if workers:
+            from .distributed import data_parallel
+            self._parallel = data_parallel(self.graph, workers=workers)
+        try:
+            return self._fit(train, epochs, valid)
+        finally:
+            if self._parallel is not None:
+                self._parallel.close()
+                self._parallel = None
+
+    def _fit(self, train, epochs, valid):
         for epoch in range(1, int(epochs) + 1):
             t0 = time.perf_counter()
             self._set_mode(True)
@@ -73,6 +88,10 @@ class Learner:
         return self.history
 
     def _train_step(self, xb, tb):
+        if self._parallel is not None:           # the workers leave the gradient in .grad
+            loss, pred = self._parallel(xb, tb)
+            self.optimizer.step()
+            return loss, pred
         zero = getattr(self.optimizer, "zero_grad", None)
         zero() if zero is not None else self.model.zero_grad_parameters()
         loss, pred = self.graph.forward([xb, tb])

@@ -2,6 +2,7 @@
 
     python examples/rnn_lstm/char_rnn.py                   # CPython's pydoc topics (~465k chars), no download
     python examples/rnn_lstm/char_rnn.py --text input.txt --cell gru --layers 2 --hidden 256 --iters 5000
+    python examples/rnn_lstm/char_rnn.py --workers 2       # each gradient on 2 Ray workers (graphnet[distributed])
 
 The model is Karpathy's char-rnn (LSTM.lua): one-hot characters -> ``layers`` stacked cells -> Linear decoder ->
 LogSoftMax. Training builds ONE gModule: the stacked cell unrolled over ``--seq-len`` steps (shared weights: the
@@ -136,6 +137,7 @@ class CharRNN:
         self.dtype = np.dtype(dtype)
         self.eye = np.eye(vocab, dtype=self.dtype)
         self.dropout = dropout
+        self.workers = 0             # main() sets --workers
         self._step = None
 
     def parameters(self):
@@ -154,8 +156,9 @@ class CharRNN:
         ``gn.compile_train_step`` runs forward and backward as one plan: backward starts from the loss alone
         (the final states only feed the next window: truncated BPTT), and the states come back beside the loss.
         """
-        if self._step is None:
-            self._step = gn.compile_train_step(self.model)
+        if self._step is None:       # --workers N: the same step on N Ray workers, each on its rows of the batch
+            self._step = gn.distributed.data_parallel(self.model, workers=self.workers) if self.workers else \
+                gn.compile_train_step(self.model)
         loss, *state = self._step(*arrays)
         return loss, state
 
@@ -337,6 +340,8 @@ def parse_args(argv=None):
     p.add_argument("--out", default="out/char_rnn", help="folder for diagrams, the loss plot, the checkpoint")
     p.add_argument("--checkpoint", default=None, help="checkpoint path (default: OUT/char_rnn.gnet; '' skips it)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--workers", type=int, default=0,
+                   help="compute each gradient on N Ray workers (gn.distributed; needs graphnet[distributed])")
     p.add_argument("--threads", type=int, default=None,
                    help="BLAS threads (read before numpy loads; default 1, or OPENBLAS_NUM_THREADS if set)")
     return p.parse_args(argv)
@@ -367,6 +372,7 @@ def main(argv=None) -> dict:
     params = model.parameters()
     log(f"model: {a.layers}x{a.hidden} {a.cell}, {sum(p.data.size for p in params):,} parameters, "
         f"unrolled {a.seq_len} steps, {a.optim} lr {a.lr:g} ({a.schedule}), clip {a.clip:g}, {a.dtype}")
+    model.workers = a.workers
     opt = make_optimizer(params, a.optim, a.lr)
     sched = CosineAnnealingLR(opt, T_max=a.iters, eta_min=a.lr / 10) if a.schedule == "cosine" else None
 
@@ -397,6 +403,8 @@ def main(argv=None) -> dict:
     if bar:
         bar.close()
     train_seconds = time.perf_counter() - t_train
+    if a.workers:
+        model._step.close()          # stops the workers (and the Ray this run started)
     recent = hist_loss[-max(1, min(a.eval_every, len(hist_loss))):]
     train_loss = float(np.mean(recent))
 

@@ -169,3 +169,26 @@ def test_batches_are_contiguous_streams(char_rnn):
     np.testing.assert_array_equal(x[0, 1], [50, 51, 52, 53, 54])
     np.testing.assert_array_equal(y, x + 1)
     assert char_rnn.unigram_entropy("abab") == pytest.approx(np.log(2))
+
+
+def test_progress_is_tqdm_on_a_terminal_and_tenths_in_a_log(char_rnn):
+    import io
+
+    log = io.StringIO()
+    p = char_rnn.Progress(20, log)
+    for i in range(1, 21):
+        p.update(i, 100, loss=1.25)
+    p.close()
+    lines = log.getvalue().splitlines()
+    assert len(lines) == 11 and lines[-1].startswith("20/20 loss 1.2500")     # a line per tenth, and the last
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    tty = Terminal()
+    p = char_rnn.Progress(5, tty)
+    for i in range(1, 6):
+        p.update(i, 100, loss=1.25)
+    p.close()
+    assert p.bar is not None and "5/5" in tty.getvalue() and "loss 1.2500" in tty.getvalue()   # tqdm's bar

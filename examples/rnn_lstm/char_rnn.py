@@ -55,6 +55,7 @@ import graphnet as gn  # noqa: E402
 from graphnet import nn  # noqa: E402
 from graphnet.optim import Adam, CosineAnnealingLR, RMSprop, clip_grad_norm  # noqa: E402
 from graphnet.rnn import CELLS, stacked, unroll  # noqa: E402
+from graphnet.train import _tqdm  # noqa: E402  (tqdm when installed, else None)
 
 
 # --- data -------------------------------------------------------------------------------------------------------
@@ -213,40 +214,35 @@ def make_optimizer(params, name: str, lr: float):
 # --- progress, plots ----------------------------------------------------------------------------------------------
 
 class Progress:
-    """A one-line progress bar on stderr: [####....] it/total, loss, chars/s, ETA. tqdm in 30 lines."""
+    """Training progress on stderr: tqdm's bar on a terminal (loss, chars/s, ETA); in a log, a line per tenth."""
 
-    def __init__(self, total: int, stream=None, width: int = 24, every: float = 0.25):
-        self.total, self.width, self.every = total, width, every
-        self.stream = stream or sys.stderr
-        self.tty = getattr(self.stream, "isatty", lambda: False)()
-        self.start = self.last = time.perf_counter()
-        self.chars = 0
-        self.shown = -1
+    def __init__(self, total: int, stream=None):
+        self.total, self.stream, self.shown, self.chars = total, stream or sys.stderr, -1, 0
+        self.start = time.perf_counter()
+        tty = getattr(self.stream, "isatty", lambda: False)()
+        tqdm = _tqdm() if tty else None
+        self.bar = tqdm(total=total, file=self.stream, unit="it", dynamic_ncols=True) if tqdm else None
 
     def update(self, done: int, chars: int, **fields):
         self.chars += chars
-        now = time.perf_counter()
-        final = done == self.total
-        # on a terminal: redraw a few times a second; in a log: one line per 10%
-        if self.tty and now - self.last < self.every and not final:
+        text = " ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in fields.items())
+        if self.bar is not None:
+            self.bar.set_postfix_str(text, refresh=False)
+            self.bar.update(done - self.bar.n)
             return
-        if not self.tty and done * 10 // self.total == self.shown and not final:
+        if done * 10 // self.total == self.shown and done != self.total:
             return
-        self.last, self.shown = now, done * 10 // self.total
-        elapsed = now - self.start
+        self.shown = done * 10 // self.total
+        elapsed = time.perf_counter() - self.start
         rate = self.chars / elapsed if elapsed > 0 else 0.0
         eta = elapsed / done * (self.total - done) if done else 0.0
-        fill = self.width * done // self.total
-        bar = "#" * fill + "." * (self.width - fill)
-        extra = " ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in fields.items())
-        line = f"[{bar}] {done}/{self.total} {extra} {rate:,.0f} chars/s ETA {_clock(eta)}"
-        self.stream.write(("\r" + line + "\033[K") if self.tty else line + "\n")
+        self.stream.write(f"{done}/{self.total} {text} {rate:,.0f} chars/s ETA {_clock(eta)}\n")
         self.stream.flush()
 
     def close(self):
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
+        if self.bar is not None:
+            self.bar.close()
+
 
 
 def _clock(seconds: float) -> str:

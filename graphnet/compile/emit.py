@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import itertools
 import re
+import threading
+import types
+
 import numpy as np
 
 from ..errors import GraphnetError, InputError, node_error
@@ -15,6 +18,7 @@ from ..ops import Arg, Const, Param, Seed
 from .memory import plan_memory
 
 _count = itertools.count()
+GRAD_LOCK = threading.Lock()      # parameter gradients are shared (clones, threads): one backward adds at a time
 
 
 class Emitted:
@@ -55,9 +59,12 @@ class Emitted:
         seed_names = {id(s): f"s{i}" for i, s in enumerate(prog.seeds) if s is not None}
 
         src, linemap = [], {}
+        self.functions = []       # the names of the generated functions
+        env["_grad_lock"] = GRAD_LOCK
         self.schedule = []        # (function, value, variable name): the order values run in, and their buffers
 
         self.arrays_bytes, self.layouts = {}, {}
+        self._recipe = []         # (name, base or None, make): how one binding makes its arena arrays and views
 
         def function(header, values, preset, keep, tail, prelude=(), fresh=()):
             """Emit one function: ``values`` in order, in arrays laid out by ``plan_memory`` (keep: live to the
@@ -65,11 +72,9 @@ class Emitted:
             fn = header.split("(")[0][4:]
             lay = plan_memory(values, preset, keep, fresh, exprs, outs, prefix=f"_{fn[0].upper()}")
             for name, (shape, dtype) in lay.arrays.items():
-                env[name] = np.empty(shape, dtype)
-            for name, (base, view) in lay.views.items():
-                env[name] = view(env[base])
-            for name, (base, op) in lay.derived.items():
-                env[name] = op.forward(env[base])
+                self._recipe.append((name, None, lambda _, shape=shape, dtype=dtype: np.empty(shape, dtype)))
+            self._recipe.extend((name, base, view) for name, (base, view) in lay.views.items())
+            self._recipe.extend((name, base, op.forward) for name, (base, op) in lay.derived.items())
             self.arrays_bytes[fn] = lay.nbytes()
             self.layouts[fn] = {"arrays": len(lay.arrays), "bytes": lay.nbytes(), "in_place_writes": lay.in_place,
                                 "stacks_written_in_place": lay.stacks_in_place}
@@ -86,6 +91,7 @@ class Emitted:
                 if v is not None:
                     linemap[len(src) + 1] = v
                 src.append("    " + line)
+            self.functions.append(fn)
 
         n_args = ", ".join(f"a{i}" for i in range(len(prog.args)))
         function(f"def forward({n_args}):", fwd, arg_names, prog.outputs + saved,
@@ -97,10 +103,10 @@ class Emitted:
                 out = []
                 for j, g in enumerate(prog.param_grads):
                     if g is not None:
-                        out.append((f"P{j}.grad {'[...] =' if assign else '+='} {nm(g)}", g))
+                        out.append((f"    P{j}.grad {'[...] =' if assign else '+='} {nm(g)}", g))
                     elif assign:
-                        out.append((f"P{j}.grad[...] = 0", None))
-                return out
+                        out.append((f"    P{j}.grad[...] = 0", None))
+                return [("with _grad_lock:", None)] + out if out else out
             return tail
 
         def backward_tail(nm):
@@ -140,9 +146,13 @@ class Emitted:
         self.code = "\n".join(src) + "\n"
         self.linemap = linemap
         self.filename = f"<graphnet plan {next(_count)}>"
+        env.update(self._bind_arrays(env))
         exec(compile(_bind_globals(_direct_calls(self.code, env), env), self.filename, "exec"), env)
-        self._forward, self._backward = env["forward"], env["backward"]
-        self._step = env.get("step")
+        self._env = env
+        self._owner = threading.get_ident()      # the thread that runs the functions bound to env's arrays
+        self._main = tuple(env[f] for f in self.functions)
+        self._bindings = threading.local()       # each other thread: its own arrays, the same code
+        self.stats["bindings"] = 1
         self._copy_in = [g is not None and _is_view(g) for g in prog.input_grads]
         self.stats.update(_memory_stats(fwd, bwd, saved, prog))
         self.stats["bytes_preallocated"] = dict(self.arrays_bytes)
@@ -185,6 +195,39 @@ class Emitted:
             return None
         return lambda out, args: op.expr_out(out, k, *args)
 
+    # --- bindings: one set of preallocated arrays per thread, one compiled code ------------------------------
+    def _bind_arrays(self, env):
+        """Fresh arena arrays and their views, made by the recipe the memory plan gave."""
+        made = {}
+        for name, base, make in self._recipe:
+            made[name] = make(None if base is None else made[base] if base in made else env[base])
+        return made
+
+    def _bound(self):
+        """The generated functions bound to this thread's arrays (made on the thread's first call)."""
+        if threading.get_ident() == self._owner:
+            return self._main
+        fns = getattr(self._bindings, "fns", None)
+        if fns is None:
+            arrays = self._bind_arrays(self._env)
+            fns = self._bindings.fns = tuple(_rebound(f, arrays) for f in self._main)
+            with GRAD_LOCK:
+                self.stats["bindings"] += 1
+        return fns
+
+    @property
+    def _forward(self):
+        return self._bound()[0]
+
+    @property
+    def _backward(self):
+        return self._bound()[1]
+
+    @property
+    def _step(self):
+        fns = self._bound()
+        return fns[2] if len(fns) > 2 else None
+
     # --- running -------------------------------------------------------------------------------------------
     def forward(self, arrays):
         try:
@@ -224,6 +267,13 @@ class Emitted:
         return node_error(InputError, f"while executing {v.op!r} (plan line: "
                                       f"{self.code.splitlines()[_line_of(self.linemap, v) - 1].strip()}): "
                                       f"{type(e).__name__}: {e}", v.src)
+
+
+def _rebound(fn, arrays):
+    """The same compiled function with its keyword defaults (the arrays it works in) taken from ``arrays``."""
+    g = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+    g.__kwdefaults__ = {k: arrays.get(k, v) for k, v in (fn.__kwdefaults__ or {}).items()}
+    return g
 
 
 def _direct_calls(code, env):

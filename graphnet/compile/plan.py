@@ -1,12 +1,17 @@
-"""Plan: a module compiled at one level, with one executable per input signature.
+"""Plan: a module compiled at one level, with executables cached per input signature and modes.
 
 ``forward``/``backward`` check the run-time inputs against the graph (arity, types, shapes), pick or build
-the executable for their signature (shapes, dtypes, the modules' modes), and run it.
+the executable for their signature (shapes, dtypes, the modules' modes), and run it. What a plan keeps is
+bounded: at most ``max_executables`` executables, the least recently used dropped first. Several threads may
+call one plan at once: each runs the shared compiled code in arrays of its own, and a thread's ``backward``
+pairs with that thread's last ``forward``.
 """
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
+from collections import OrderedDict
 
 import numpy as np
 
@@ -19,6 +24,8 @@ LEVELS = (0, 1, 2)
 
 
 class Plan:
+    max_executables = 16            # executables kept per plan (least recently used dropped first)
+
     def __init__(self, module, level: int = 2):
         from ..gmodule import gModule
         from ..module import Module
@@ -29,9 +36,21 @@ class Plan:
         self.module = module
         self.level = level
         self.graph = module if isinstance(module, gModule) else None
-        self._cache = {}
-        self._last = None             # (executable, the arrays given, forward state)
-        self._recent = None           # ([(shape, dtype)] of the last checked arrays, mode version, executable)
+        self._cache = OrderedDict()   # (input signature, modes, checking) -> executable, most recent last
+        self._lock = threading.RLock()   # compiling and the cache's order: one thread at a time
+        self._runs = threading.local()   # .last: this thread's (executable, arrays given, state, outputs)
+        self._latest = None           # the last run of any thread: for .code, .stats() and drawings
+        self._recent = None           # ([(shape, dtype)] of the last checked arrays, mode epoch, executable)
+        self._modes = (None, None)    # (mode epoch, the module's mode key then)
+        self._counts = {"compiles": 0, "executables_dropped": 0}
+
+    @property
+    def _last(self):
+        """This thread's last run, else the last run of any thread (None before the first)."""
+        return getattr(self._runs, "last", None) or self._latest
+
+    def _ran(self, last):
+        self._runs.last = self._latest = last
 
     # --- input checks --------------------------------------------------------------------------------------
     def _input_names(self, n):
@@ -60,33 +79,57 @@ class Plan:
         return out
 
     def _prepare(self, arrays):
-        """The checked arrays and their executable. Arrays of exactly the last call's shapes and dtypes passed
-        the same checks then: one comparison, not the checks again (they cost more than a tiny plan)."""
+        """The checked arrays and their executable. Arrays of exactly the last call's shapes and dtypes, with no
+        module's mode changed since, passed the same checks then: one comparison, not the checks again (they
+        cost more than a tiny plan)."""
         recent = self._recent
-        if recent is not None and recent[1] == _module.mode_version() and not check_finite_enabled():
+        if recent is not None and recent[1] == _module._mode_epoch and not check_finite_enabled():
             if [(x.shape, x.dtype) if type(x) is np.ndarray else None for x in arrays] == recent[0]:
                 return arrays, recent[2]
+        epoch = _module._mode_epoch
         xs = self._check(arrays)
         exe = self._executable(xs)
-        self._recent = ([(x.shape, x.dtype) for x in xs], _module.mode_version(), exe)
+        self._recent = ([(x.shape, x.dtype) for x in xs], epoch, exe)
         return xs, exe
+
+    def _mode_key(self):
+        """The modes and dtypes of the module and those inside it, read again only after some module changed."""
+        epoch, key = self._modes
+        if epoch != _module._mode_epoch:
+            epoch = _module._mode_epoch
+            key = self.module.mode_key()
+            self._modes = (epoch, key)
+        return key
 
     def _executable(self, arrays):
         checking = check_finite_enabled()       # checked node by node: the reference interpreter runs
-        key = (tuple((x.shape, x.dtype.str) for x in arrays), _module.mode_version(), checking)
-        exe = self._cache.get(key)
-        if exe is None:
-            try:
-                t0 = time.perf_counter()
-                exe = self._build([(x.shape, x.dtype) for x in arrays], interpret=checking)
-                if isinstance(getattr(exe, "stats", None), dict):
-                    exe.stats["compile_seconds"] = time.perf_counter() - t0   # lowering and autodiff included
-            except ShapeError as e:
-                if isinstance(e, InputError):
-                    raise
-                shapes = ", ".join(str(x.shape) + " " + str(x.dtype) for x in arrays)
-                raise InputShapeError(f"{e}\n  with inputs of shapes {shapes}", e.node) from None
+        key = (tuple((x.shape, x.dtype.str) for x in arrays), self._mode_key(), checking)
+        with self._lock:
+            exe = self._cache.get(key)
+            if exe is not None:
+                self._cache.move_to_end(key)
+                return exe
+            exe = self._compile([(x.shape, x.dtype) for x in arrays], checking, arrays)
             self._cache[key] = exe
+            while len(self._cache) > self.max_executables:
+                self._cache.popitem(last=False)
+                self._counts["executables_dropped"] += 1
+            return exe
+
+    def _compile(self, signature, interpret, arrays):
+        try:
+            t0 = time.perf_counter()
+            exe = self._build(signature, interpret=interpret)
+            if isinstance(getattr(exe, "stats", None), dict):
+                exe.stats["compile_seconds"] = time.perf_counter() - t0   # lowering and autodiff included
+        except ShapeError as e:
+            if isinstance(e, InputError):
+                raise
+            shapes = ", ".join(str(x.shape) + " " + str(x.dtype) for x in arrays)
+            raise InputShapeError(f"{e}\n  with inputs of shapes {shapes}", e.node) from None
+        # draws random numbers (or has effects): running its forward again is not the same forward
+        exe.random = any(not v.op.pure for v in exe.program.values)
+        self._counts["compiles"] += 1
         return exe
 
     def _graph_for(self, signature):
@@ -116,18 +159,20 @@ class Plan:
     def _forward(self, arrays):
         xs, exe = self._prepare(arrays)
         outs, state = exe.forward(xs)
-        self._last = (exe, arrays, state, outs)
+        self._ran((exe, arrays, state, outs))
         return outs[0] if len(outs) == 1 else list(outs)
 
     def backward(self, *grad_outputs):
-        """Gradients w.r.t. the inputs of the last forward; parameter gradients accumulate into ``.grad``."""
-        with _debug_errors(self.graph, self._last[1] if self._last else None):
-            return self._backward(grad_outputs)
+        """Gradients w.r.t. the inputs of this thread's last forward; parameter gradients accumulate into
+        ``.grad``."""
+        last = getattr(self._runs, "last", None)
+        with _debug_errors(self.graph, last[1] if last else None):
+            return self._backward(last, grad_outputs)
 
-    def _backward(self, grad_outputs):
-        if self._last is None:
-            raise InputError(f"{self.module.label()}: backward() needs a forward() first")
-        exe, _, state, outs = self._last
+    def _backward(self, last, grad_outputs):
+        if last is None or last[3] is None:
+            raise InputError(f"{self.module.label()}: backward() needs a forward() first (in this thread)")
+        exe, _, state, outs = last
         if len(grad_outputs) != len(outs):
             raise InputError(f"{self.module.label()}: backward takes one gradient per output ({len(outs)}), "
                              f"got {len(grad_outputs)}")
@@ -145,10 +190,24 @@ class Plan:
         return self.forward(*_as_list(inputs))
 
     def run_backward(self, inputs, grad_outputs):
+        """nngraph's ``backward(inputs, grads)``: the gradient of the function this thread's last forward
+        computed. ``inputs`` are that forward's when they are the same arrays, views of the same memory, or equal
+        copies; then its state (dropout masks included) is used as it is. Other inputs run forward again on them
+        first, unless the plan draws random numbers: a new forward would draw new masks, and the gradient would
+        belong to a function nobody saw, so that is refused."""
         arrays = _as_list(inputs)
-        last = self._last
-        if last is None or len(last[1]) != len(arrays) or any(a is not b for a, b in zip(last[1], arrays)):
-            self.forward(*arrays)      # backward must follow the forward of the same inputs: make it so
+        last = getattr(self._runs, "last", None)
+        if last is None or last[3] is None:
+            self.forward(*arrays)
+        else:
+            differs = _first_difference(last[1], arrays)
+            if differs is not None:
+                if getattr(last[0], "random", False):
+                    raise InputError(f"{self.module.label()}: backward(inputs, ...) was given inputs other than "
+                                     f"the last forward's ({differs}); its dropout masks belong to that forward, "
+                                     f"and a new forward would draw new ones. Call forward(inputs) first, or "
+                                     f"pass the same inputs (views or equal copies are fine)")
+                self.forward(*arrays)  # deterministic: the gradient at the inputs given
         return self.backward(*_as_list(grad_outputs))
 
     @property
@@ -162,10 +221,35 @@ class Plan:
         return repr_svg(self)
 
     def stats(self) -> dict:
-        if self._last is None:
+        """The last run's executable's statistics, and the plan's: compiles so far, executables kept (at most
+        ``executables_bound``) and dropped."""
+        last = self._last
+        if last is None:
             raise InputError("plan.stats() is known once the plan has run (it is compiled per input signature)")
-        exe = self._last[0]
-        return dict(getattr(exe, "stats", {}) or {"nodes": len(exe.fwd) + len(exe.bwd)})
+        exe = last[0]
+        out = dict(getattr(exe, "stats", {}) or {"nodes": len(exe.fwd) + len(exe.bwd)})
+        out.update(self._counts, executables=len(self._cache), executables_bound=self.max_executables)
+        return out
+
+
+def _first_difference(given, arrays):
+    """None when ``arrays`` are the arrays ``given`` to a forward, views of the same memory or equal copies;
+    else what differs, in words. Same objects cost nothing; same memory a few attribute reads; copies one
+    comparison of their values."""
+    if len(given) != len(arrays):
+        return f"{len(arrays)} inputs, not {len(given)}"
+    for i, (a, b) in enumerate(zip(given, arrays)):
+        if a is b:
+            continue
+        a, b = np.asarray(a), np.asarray(b)
+        if a.shape != b.shape:
+            return f"input {i} has shape {b.shape}, not {a.shape}"
+        if a.dtype == b.dtype and a.strides == b.strides and (
+                a.__array_interface__["data"][0] == b.__array_interface__["data"][0]):
+            continue
+        if not np.array_equal(a, b):
+            return f"input {i} holds other values"
+    return None
 
 
 @contextlib.contextmanager
@@ -237,7 +321,7 @@ class TrainStep(Plan):
             if exe.train is False:
                 raise InputError("internal: train step built without a step function")
             res = exe.step(xs)
-        self._last = (exe, arrays, None, None)      # for .code and .stats(); backward() is not for a step
+        self._ran((exe, arrays, None, None))        # for .code and .stats(); backward() is not for a step
         if isinstance(res, tuple):
             return (float(res[0]),) + tuple(np.asarray(r) for r in res[1:])
         return float(res)

@@ -274,9 +274,10 @@ class Module:
     def _plan(self):
         from .compile import DEFAULT_LEVEL, compile
         key = DEFAULT_LEVEL
-        if key not in self._plans:
-            self._plans[key] = compile(self, level=key)
-        return self._plans[key]
+        plan = self._plans.get(key)
+        if plan is None:                   # two threads may get here: both use the plan stored first
+            plan = self._plans.setdefault(key, compile(self, level=key))
+        return plan
 
     def forward(self, inputs):
         """Outputs for these inputs: one array, or a list for several outputs."""

@@ -94,9 +94,10 @@ class Emitted:
             self.functions.append(fn)
 
         n_args = ", ".join(f"a{i}" for i in range(len(prog.args)))
-        function(f"def forward({n_args}):", fwd, arg_names, prog.outputs + saved,
-                 lambda nm: [(f"return ({', '.join(nm(o) for o in prog.outputs)},), "
-                              f"({''.join(nm(v) + ', ' for v in saved)})", None)], fresh=prog.outputs)
+        if not self.train:            # a train step runs forward and backward as one function, below
+            function(f"def forward({n_args}):", fwd, arg_names, prog.outputs + saved,
+                     lambda nm: [(f"return ({', '.join(nm(o) for o in prog.outputs)},), "
+                                  f"({''.join(nm(v) + ', ' for v in saved)})", None)], fresh=prog.outputs)
 
         def grad_tail(assign):
             def tail(nm):
@@ -127,8 +128,9 @@ class Emitted:
         preset.update(saved_names)
         seeds = "".join(f", s{i}" for i in range(len(prog.seeds)))
         unpack = [f"({''.join(saved_names[id(v)] + ', ' for v in saved)}) = saved"] if saved else []
-        function(f"def backward(saved{seeds}):", bwd, preset, grads, backward_tail, unpack,
-                 fresh=[g for g in prog.input_grads if g is not None])
+        if not self.train:
+            function(f"def backward(saved{seeds}):", bwd, preset, grads, backward_tail, unpack,
+                     fresh=[g for g in prog.input_grads if g is not None])
         if self.train:
             # one function: forward, then backward, parameter gradients assigned (no zeroing pass needed);
             # the seeds (d loss / d loss) are ones
@@ -150,7 +152,7 @@ class Emitted:
         exec(compile(_bind_globals(_direct_calls(self.code, env), env), self.filename, "exec"), env)
         self._env = env
         self._owner = threading.get_ident()      # the thread that runs the functions bound to env's arrays
-        self._main = tuple(env[f] for f in self.functions)
+        self._main = tuple(env.get(f) for f in ("forward", "backward", "step"))
         self._bindings = threading.local()       # each other thread: its own arrays, the same code
         self.stats["bindings"] = 1
         self._copy_in = [g is not None and _is_view(g) for g in prog.input_grads]
@@ -210,7 +212,7 @@ class Emitted:
         fns = getattr(self._bindings, "fns", None)
         if fns is None:
             arrays = self._bind_arrays(self._env)
-            fns = self._bindings.fns = tuple(_rebound(f, arrays) for f in self._main)
+            fns = self._bindings.fns = tuple(f and _rebound(f, arrays) for f in self._main)
             with GRAD_LOCK:
                 self.stats["bindings"] += 1
         return fns
@@ -225,8 +227,7 @@ class Emitted:
 
     @property
     def _step(self):
-        fns = self._bound()
-        return fns[2] if len(fns) > 2 else None
+        return self._bound()[2]
 
     # --- running -------------------------------------------------------------------------------------------
     def forward(self, arrays):

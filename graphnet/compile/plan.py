@@ -19,6 +19,8 @@ from .. import module as _module
 from ..debug import active as _debug_active, check_finite_enabled, on_error
 from ..errors import GraphnetError, InputError, InputShapeError, ShapeError, fmt_shape
 from ..node import Input
+from .emit import Emitted
+from .generic import Generic, NotGeneric
 
 LEVELS = (0, 1, 2)
 
@@ -42,7 +44,8 @@ class Plan:
         self._latest = None           # the last run of any thread: for .code, .stats() and drawings
         self._recent = None           # ([(shape, dtype)] of the last checked arrays, mode epoch, executable)
         self._modes = (None, None)    # (mode epoch, the module's mode key then)
-        self._counts = {"compiles": 0, "executables_dropped": 0}
+        self._families = OrderedDict()   # feature signature -> _Family: what is known across batch sizes
+        self._counts = {"compiles": 0, "batch_sizes_bound": 0, "executables_dropped": 0}
 
     @property
     def _last(self):
@@ -103,18 +106,60 @@ class Plan:
 
     def _executable(self, arrays):
         checking = check_finite_enabled()       # checked node by node: the reference interpreter runs
-        key = (tuple((x.shape, x.dtype.str) for x in arrays), self._mode_key(), checking)
+        B = _batch_size(arrays)
+        feature = (tuple(_feature(x, B) for x in arrays), self._mode_key(), checking)
         with self._lock:
-            exe = self._cache.get(key)
+            exe = self._cache.get((feature, B))
             if exe is not None:
-                self._cache.move_to_end(key)
+                self._cache.move_to_end((feature, B))
                 return exe
-            exe = self._compile([(x.shape, x.dtype) for x in arrays], checking, arrays)
-            self._cache[key] = exe
+            exe = self._cache[(feature, B)] = self._make(feature, B, arrays)
             while len(self._cache) > self.max_executables:
                 self._cache.popitem(last=False)
                 self._counts["executables_dropped"] += 1
             return exe
+
+    def _make(self, feature, B, arrays):
+        """The executable for batch size B: bound from the signature's generic program when there is one, else
+        compiled (and, at the signature's second batch size, the generic program sought)."""
+        fam = self._families.pop(feature, None) or _Family()
+        self._families[feature] = fam                 # most recently used last
+        while len(self._families) > self.max_executables:
+            self._families.popitem(last=False)
+        can_generalize = self.level > 0 and not feature[2] and B is not None and B >= 2
+        if can_generalize and fam.generic:
+            return self._bind(fam, B)
+        exe = self._compile([(x.shape, x.dtype) for x in arrays], feature[2], arrays)
+        if can_generalize and fam.generic is None and hasattr(exe, "program"):
+            if fam.sample is None:
+                fam.sample = (B, exe.program)
+            else:
+                self._generalize(fam, feature, B, exe)
+        return exe
+
+    def _generalize(self, fam, feature, B, exe):
+        """Fit the programs at the signature's two batch sizes, check the fit against a third; on any mismatch
+        the signature keeps compiling per batch size (``stats()['batch_generic']`` says why)."""
+        B1, p1 = fam.sample
+        B3 = B1 + B
+        signature = [((B3,) + shape if batched else shape, np.dtype(dtype)) for _, shape, dtype, batched in feature[0]]
+        try:
+            generic = Generic(p1, B1, exe.program, B)
+            probe = self._compile(signature, False, [np.empty(0)] * len(signature))
+            fam.generic = generic.check(probe.program, B3)
+            fam.stats, fam.train, fam.random = dict(exe.stats), exe.train, exe.random
+        except (NotGeneric, GraphnetError) as e:
+            fam.generic, fam.reason = False, f"{type(e).__name__}: {e}"
+        fam.sample = None
+
+    def _bind(self, fam, B):
+        """A new batch size of a generic signature: the concrete program, its memory plan and code; no pass."""
+        t0 = time.perf_counter()
+        exe = Emitted(fam.generic.at(B), fam.stats, train=fam.train)
+        exe.random = fam.random
+        exe.stats["bind_seconds"] = time.perf_counter() - t0
+        self._counts["batch_sizes_bound"] += 1
+        return exe
 
     def _compile(self, signature, interpret, arrays):
         try:
@@ -221,15 +266,42 @@ class Plan:
         return repr_svg(self)
 
     def stats(self) -> dict:
-        """The last run's executable's statistics, and the plan's: compiles so far, executables kept (at most
-        ``executables_bound``) and dropped."""
+        """The last run's executable's statistics, and the plan's: ``compiles`` (lowering, passes and code; a
+        probe size included), ``batch_sizes_bound`` (batch sizes made from a generic program, no pass run),
+        executables kept (at most ``executables_bound``, least recently used dropped first) and dropped, feature
+        signatures seen and how many are generic in the batch size (``not_generic``: why the others are not)."""
         last = self._last
         if last is None:
             raise InputError("plan.stats() is known once the plan has run (it is compiled per input signature)")
         exe = last[0]
         out = dict(getattr(exe, "stats", {}) or {"nodes": len(exe.fwd) + len(exe.bwd)})
-        out.update(self._counts, executables=len(self._cache), executables_bound=self.max_executables)
+        fams = list(self._families.values())
+        out.update(self._counts, executables=len(self._cache), executables_bound=self.max_executables,
+                   signatures=len(fams), signatures_generic=sum(1 for f in fams if f.generic),
+                   not_generic=[f.reason for f in fams if f.reason])
         return out
+
+
+class _Family:
+    """One feature signature (ranks, non-batch sizes, dtypes, modes) across batch sizes: a compiled program
+    waiting for a second size (``sample``), then the generic program, or False when there is none."""
+
+    def __init__(self):
+        self.sample, self.generic, self.reason = None, None, None
+        self.stats, self.train, self.random = {}, False, False
+
+
+def _batch_size(arrays):
+    """The batch size: the first input's first dimension (None for a scalar first input)."""
+    first = arrays[0] if arrays else None
+    return first.shape[0] if first is not None and first.ndim else None
+
+
+def _feature(x, B):
+    """What an input contributes to the feature signature: its rank, its sizes but a batch dimension, its dtype,
+    and whether its first dimension is the batch."""
+    batched = B is not None and x.ndim > 0 and x.shape[0] == B
+    return x.ndim, x.shape[1:] if batched else x.shape, x.dtype.str, batched
 
 
 def _first_difference(given, arrays):

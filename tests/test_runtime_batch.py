@@ -52,6 +52,7 @@ def test_a_batch_size_sweep_compiles_once_per_signature_and_matches_fresh_compil
     # 16 compiled; 5 compiled with a probe at 21 and the fit checked; size 1 compiles alone (it broadcasts)
     assert st["compiles"] == 4 and st["signatures_generic"] == 1 and st["not_generic"] == []
     assert st["batch_sizes_bound"] == len(set(sizes)) - 3
+    assert st["code_shared"], "size 7 runs the code compiled for the signature, bound to its own arrays"
 
 
 def test_forward_and_backward_bind_new_batch_sizes_too(rng):

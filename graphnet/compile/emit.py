@@ -24,13 +24,13 @@ GRAD_LOCK = threading.Lock()      # parameter gradients are shared (clones, thre
 class Emitted:
     """A compiled plan for one signature: the generated source, its functions, and statistics."""
 
-    def __init__(self, prog, stats=None, memory=None, train=False):
+    def __init__(self, prog, stats=None, memory=None, train=False, template=None):
         self.program = prog
         self.stats = dict(stats or {})
         self.train = train
-        self._emit(prog, memory or {})
+        self._emit(prog, memory or {}, template)
 
-    def _emit(self, prog, memory):
+    def _emit(self, prog, memory, template):
         fwd, bwd = prog.forward_values(), prog.backward_values()
         self.fwd, self.bwd = fwd, bwd
         env = {"np": np}
@@ -149,10 +149,13 @@ class Emitted:
         self.linemap = linemap
         self.filename = f"<graphnet plan {next(_count)}>"
         env.update(self._bind_arrays(env))
-        exec(compile(_bind_globals(_direct_calls(self.code, env), env), self.filename, "exec"), env)
+        self._main = self._from_template(template, env) if template is not None else None
+        self.stats["code_shared"] = self._main is not None
+        if self._main is None:
+            exec(compile(_bind_globals(_direct_calls(self.code, env), env), self.filename, "exec"), env)
+            self._main = tuple(env.get(f) for f in ("forward", "backward", "step"))
         self._env = env
         self._owner = threading.get_ident()      # the thread that runs the functions bound to env's arrays
-        self._main = tuple(env.get(f) for f in ("forward", "backward", "step"))
         self._bindings = threading.local()       # each other thread: its own arrays, the same code
         self.stats["bindings"] = 1
         self._copy_in = [g is not None and _is_view(g) for g in prog.input_grads]
@@ -196,6 +199,24 @@ class Emitted:
         except (TypeError, ValueError):
             return None
         return lambda out, args: op.expr_out(out, k, *args)
+
+    def _from_template(self, template, env):
+        """The template's compiled functions bound to this code's arrays and literals, or None when this code is
+        not the template's (then it is compiled as usual)."""
+        values = template.values(self.code, env)
+        if values is None:
+            return None
+        env.update(values)
+        if template.functions is None:
+            ns = dict(env)
+            template.filename = self.filename
+            exec(compile(_bind_globals(_direct_calls(template.source, ns), ns), template.filename, "exec"), ns)
+            template.functions = tuple(ns.get(f) for f in ("forward", "backward", "step"))
+        for f in template.functions:            # every name the code reads must be this code's own
+            if f is not None and any(k not in env and not k.startswith("_np_") for k in f.__kwdefaults__ or ()):
+                return None
+        self.filename = template.filename        # errors are found by the code's file name and line
+        return tuple(f and _rebound(f, env) for f in template.functions)
 
     # --- bindings: one set of preallocated arrays per thread, one compiled code ------------------------------
     def _bind_arrays(self, env):

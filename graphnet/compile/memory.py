@@ -11,6 +11,8 @@ which the caller owns. Views of blocks are made once, when the plan is built.
 """
 from __future__ import annotations
 
+import bisect
+
 import numpy as np
 
 from ..ops import Concat
@@ -61,13 +63,12 @@ def plan_memory(values, preset, keep, fresh, exprs, outs, prefix) -> Layout:
         elif id(v) in mine and v.op.view and v.args:
             root[id(v)] = root.get(id(v.args[0]), id(v.args[0]))
     keep_ids = {id(k) for k in keep}
-    last = {}
+    last = {}                                   # root id -> the last step reading it (steps only grow)
     for i, v in enumerate(values):
-        r = root[id(v)]
-        last[r] = max(last.get(r, i), i)
+        last[root[id(v)]] = i
         for a in v.args:
-            ra = root.get(id(a), id(a))
-            last[ra] = max(last.get(ra, i), i)
+            ia = id(a)
+            last[root.get(ia, ia)] = i
     end = len(values)
     for k in keep:
         last[root.get(id(k), id(k))] = end
@@ -102,7 +103,7 @@ def plan_memory(values, preset, keep, fresh, exprs, outs, prefix) -> Layout:
         d = c.op.dim % len(c.shape)
         start = sum(a.shape[d] for a in c.args[:slot])
         stop = start + c.args[slot].shape[d]
-        name = f"{array}_{d}_{start}_{stop}"
+        name = f"{array}_{d}s{slot}"          # structural: the same name at every batch size
         index = (slice(None),) * d + (slice(start, stop),)
         lay.views[name] = (array, lambda a, index=index: a[index])
         return name
@@ -198,9 +199,7 @@ class _Arena:
         return off, n
 
     def give(self, off, n):
-        k = 0
-        while k < len(self.free) and self.free[k][0] < off:
-            k += 1
+        k = bisect.bisect_left(self.free, (off,))                            # the first free segment after off
         self.free.insert(k, (off, n))
         if k + 1 < len(self.free) and off + n == self.free[k + 1][0]:          # merge with the next
             self.free[k] = (off, n + self.free.pop(k + 1)[1])

@@ -21,6 +21,7 @@ from ..errors import GraphnetError, InputError, InputShapeError, ShapeError, fmt
 from ..node import Input
 from .emit import Emitted
 from .generic import Generic, NotGeneric
+from .template import CodeTemplate
 
 LEVELS = (0, 1, 2)
 
@@ -132,7 +133,7 @@ class Plan:
         exe = self._compile([(x.shape, x.dtype) for x in arrays], feature[2], arrays)
         if can_generalize and fam.generic is None and hasattr(exe, "program"):
             if fam.sample is None:
-                fam.sample = (B, exe.program)
+                fam.sample = (B, exe.program, exe.code)
             else:
                 self._generalize(fam, feature, B, exe)
         return exe
@@ -140,7 +141,7 @@ class Plan:
     def _generalize(self, fam, feature, B, exe):
         """Fit the programs at the signature's two batch sizes, check the fit against a third; on any mismatch
         the signature keeps compiling per batch size (``stats()['batch_generic']`` says why)."""
-        B1, p1 = fam.sample
+        B1, p1, code1 = fam.sample
         B3 = B1 + B
         signature = [((B3,) + shape if batched else shape, np.dtype(dtype)) for _, shape, dtype, batched in feature[0]]
         try:
@@ -148,6 +149,7 @@ class Plan:
             probe = self._compile(signature, False, [np.empty(0)] * len(signature))
             fam.generic = generic.check(probe.program, B3)
             fam.stats, fam.train, fam.random = dict(exe.stats), exe.train, exe.random
+            fam.template = CodeTemplate(code1, exe.code)
         except (NotGeneric, GraphnetError) as e:
             fam.generic, fam.reason = False, f"{type(e).__name__}: {e}"
         fam.sample = None
@@ -155,7 +157,7 @@ class Plan:
     def _bind(self, fam, B):
         """A new batch size of a generic signature: the concrete program, its memory plan and code; no pass."""
         t0 = time.perf_counter()
-        exe = Emitted(fam.generic.at(B), fam.stats, train=fam.train)
+        exe = Emitted(fam.generic.at(B), fam.stats, train=fam.train, template=fam.template)
         exe.random = fam.random
         exe.stats["bind_seconds"] = time.perf_counter() - t0
         self._counts["batch_sizes_bound"] += 1
@@ -287,7 +289,7 @@ class _Family:
     waiting for a second size (``sample``), then the generic program, or False when there is none."""
 
     def __init__(self):
-        self.sample, self.generic, self.reason = None, None, None
+        self.sample, self.generic, self.reason, self.template = None, None, None, None
         self.stats, self.train, self.random = {}, False, False
 
 

@@ -239,14 +239,13 @@ class Module:
 
     def _set_modes(self, **attrs):
         for m in self.modules():
-            for k, v in attrs.items():
-                object.__setattr__(m, k, v)
+            m.__dict__.update(attrs)
         _bump()
         return self
 
     def mode_key(self) -> tuple:
         """What this module and the modules inside it compile differently for: each one's mode and dtype."""
-        return tuple((m.train, m._dtype.str) for m in self.modules())
+        return tuple([(d["train"], d["_dtype"]) for d in [m.__dict__ for m in self.modules()]])
 
     def _set_dtype(self, dtype):
         dtype = np.dtype(dtype)

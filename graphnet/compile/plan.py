@@ -45,6 +45,7 @@ class Plan:
         self._latest = None           # the last run of any thread: for .code, .stats() and drawings
         self._recent = None           # ([(shape, dtype)] of the last checked arrays, mode epoch, executable)
         self._modes = (None, None)    # (mode epoch, the module's mode key then)
+        self._by_modes = {}           # mode key -> the last call's (shapes, epoch, executable) in those modes
         self._families = OrderedDict()   # feature signature -> _Family: what is known across batch sizes
         self._counts = {"compiles": 0, "batch_sizes_bound": 0, "executables_dropped": 0}
 
@@ -83,17 +84,25 @@ class Plan:
         return out
 
     def _prepare(self, arrays):
-        """The checked arrays and their executable. Arrays of exactly the last call's shapes and dtypes, with no
-        module's mode changed since, passed the same checks then: one comparison, not the checks again (they
-        cost more than a tiny plan)."""
-        recent = self._recent
-        if recent is not None and recent[1] == _module._mode_epoch and not check_finite_enabled():
-            if [(x.shape, x.dtype) if type(x) is np.ndarray else None for x in arrays] == recent[0]:
+        """The checked arrays and their executable. Arrays of exactly the shapes and dtypes of the last call in
+        the same modes passed the same checks then: one comparison, not the checks again (they cost more than a
+        tiny plan). After a mode switch, the modes are read again and the last call in those modes is the
+        candidate: switching back and forth stays on this path."""
+        recent, epoch = self._recent, _module._mode_epoch
+        if recent is not None and not check_finite_enabled():
+            shapes = [(x.shape, x.dtype) if type(x) is np.ndarray else None for x in arrays]
+            if recent[1] != epoch:
+                recent = self._by_modes.get(self._mode_key())
+            if recent is not None and shapes == recent[0]:
+                if recent[1] != epoch:
+                    self._recent = (recent[0], epoch, recent[2])
                 return arrays, recent[2]
-        epoch = _module._mode_epoch
         xs = self._check(arrays)
         exe = self._executable(xs)
         self._recent = ([(x.shape, x.dtype) for x in xs], epoch, exe)
+        if len(self._by_modes) >= 8:
+            self._by_modes.clear()
+        self._by_modes[self._mode_key()] = self._recent
         return xs, exe
 
     def _mode_key(self):

@@ -123,3 +123,14 @@ def test_what_a_plan_keeps_is_bounded_over_many_batch_sizes(rng):
     assert st["executables_dropped"] == 100 - plan.max_executables
     assert sum(r() is not None for r in alive) <= plan.max_executables
     assert st["compiles"] == 3 and st["batch_sizes_bound"] == 98
+
+
+def test_the_bytes_a_plan_keeps_are_bounded_too(rng):
+    model = nn.Sequential(nn.Linear(5, 64), nn.Tanh(), nn.Linear(64, 2)).float64()
+    plan = gn.compile(model)
+    plan.max_bytes = 400_000
+    for B in range(2, 60):
+        plan.forward(rng.standard_normal((B, 5)))
+        st = plan.stats()
+        assert st["bytes_kept"] <= plan.max_bytes or st["executables"] == 1, B
+    assert 1 < st["executables"] < plan.max_executables

@@ -2,7 +2,8 @@
 
 ``forward``/``backward`` check the run-time inputs against the graph (arity, types, shapes), pick or build
 the executable for their signature (shapes, dtypes, the modules' modes), and run it. What a plan keeps is
-bounded: at most ``max_executables`` executables, the least recently used dropped first. Several threads may
+bounded: at most ``max_executables`` executables holding at most ``max_bytes`` of preallocated arrays (each
+thread's counted), the least recently used dropped first (the newest is always kept). Several threads may
 call one plan at once: each runs the shared compiled code in arrays of its own, and a thread's ``backward``
 pairs with that thread's last ``forward``.
 """
@@ -28,6 +29,7 @@ LEVELS = (0, 1, 2)
 
 class Plan:
     max_executables = 16            # executables kept per plan (least recently used dropped first)
+    max_bytes = 256 * 2 ** 20       # and the preallocated arrays they hold, every thread's binding counted
 
     def __init__(self, module, level: int = 2):
         from ..gmodule import gModule
@@ -124,10 +126,14 @@ class Plan:
                 self._cache.move_to_end((feature, B))
                 return exe
             exe = self._cache[(feature, B)] = self._make(feature, B, arrays)
-            while len(self._cache) > self.max_executables:
+            while len(self._cache) > 1 and (len(self._cache) > self.max_executables or
+                                            self._bytes_kept() > self.max_bytes):
                 self._cache.popitem(last=False)
                 self._counts["executables_dropped"] += 1
             return exe
+
+    def _bytes_kept(self):
+        return sum(_nbytes(exe) for exe in self._cache.values())
 
     def _make(self, feature, B, arrays):
         """The executable for batch size B: bound from the signature's generic program when there is one, else
@@ -279,7 +285,8 @@ class Plan:
     def stats(self) -> dict:
         """The last run's executable's statistics, and the plan's: ``compiles`` (lowering, passes and code; a
         probe size included), ``batch_sizes_bound`` (batch sizes made from a generic program, no pass run),
-        executables kept (at most ``executables_bound``, least recently used dropped first) and dropped, feature
+        executables kept (at most ``executables_bound``, holding at most ``bytes_bound`` of arrays:
+        ``bytes_kept``; least recently used dropped first) and dropped, feature
         signatures seen and how many are generic in the batch size (``not_generic``: why the others are not)."""
         last = self._last
         if last is None:
@@ -288,6 +295,7 @@ class Plan:
         out = dict(getattr(exe, "stats", {}) or {"nodes": len(exe.fwd) + len(exe.bwd)})
         fams = list(self._families.values())
         out.update(self._counts, executables=len(self._cache), executables_bound=self.max_executables,
+                   bytes_kept=self._bytes_kept(), bytes_bound=self.max_bytes,
                    signatures=len(fams), signatures_generic=sum(1 for f in fams if f.generic),
                    not_generic=[f.reason for f in fams if f.reason])
         return out
@@ -300,6 +308,12 @@ class _Family:
     def __init__(self):
         self.sample, self.generic, self.reason, self.template = None, None, None, None
         self.stats, self.train, self.random = {}, False, False
+
+
+def _nbytes(exe):
+    """Bytes of preallocated arrays an executable holds: one set per thread that ran it."""
+    st = getattr(exe, "stats", None) or {}
+    return sum(st.get("bytes_preallocated", {}).values()) * st.get("bindings", 1)
 
 
 def _batch_size(arrays):

@@ -87,27 +87,31 @@ def mode_switches(V, H, B, budget, reps):
 
 
 def batch_sizes(V, H, T, B, n_sizes):
+    """A new batch size's bind time against a compile at that size (fresh plans, every 10th size: the two
+    alternate in one process), and the resident memory as sizes come and go."""
     model = unrolled(V, H, T)
     step = gn.compile_train_step(model)
     rng = np.random.default_rng(1)
-    step(*step_args(B, V, H, T, rng))
-    compile_s = step.stats()["compile_seconds"]
     before = rss_mb()
-    binds, first, after10 = [], None, None
-    sizes = [B - 1 - k for k in range(min(n_sizes, B - 3))] + [B + 1 + k for k in range(max(0, n_sizes - B + 3))]
+    sizes = [B - k for k in range(min(n_sizes, B - 2))] + [B + 1 + k for k in range(max(0, n_sizes - B + 2))]
+    binds, compiles, rss = [], [], {}
     for k, b in enumerate(sizes):
-        step(*step_args(b, V, H, T, rng))
+        args = step_args(b, V, H, T, rng)
+        step(*args)
         st = step.stats()
         if "bind_seconds" in st:
             binds.append(st["bind_seconds"])
-        if k == 0:
-            first = st["compile_seconds"]             # the second size: compiled, with a probe, to find the fit
-        if k == 9:
-            after10 = rss_mb()
+        if k % 10 == 5:
+            fresh = gn.compile_train_step(model)
+            fresh(*args)
+            compiles.append(fresh.stats()["compile_seconds"])
+            del fresh
+        if k + 1 in (10, len(sizes)):
+            rss[k + 1] = rss_mb()
     st = step.stats()
-    return {"compile_s": compile_s, "second_s": first, "bind_s": statistics.median(binds), "binds": len(binds),
-            "rss_before": before, "rss_after10": after10, "rss_after": rss_mb(), "sizes": len(sizes) + 1,
-            "compiles": st["compiles"], "executables": st["executables"], "bound": st["executables_bound"]}
+    return {"compile_s": statistics.median(compiles), "bind_s": statistics.median(binds), "binds": len(binds),
+            "rss_before": before, "rss": rss, "sizes": len(sizes), "compiles": st["compiles"],
+            "executables": st["executables"], "bytes_kept": st["bytes_kept"]}
 
 
 def threaded(V, H, B, calls):
@@ -148,11 +152,12 @@ def main(argv=None) -> int:
     for r in rows:
         print(f"[modes] {r[0]}: {r[1]} ms ({r[2]}x)")
     bs = batch_sizes(V, H, T, B, n_sizes)
-    print(f"[batch] first size compiled in {bs['compile_s'] * 1e3:.0f} ms; a new size binds in "
+    print(f"[batch] a compile takes {bs['compile_s'] * 1e3:.0f} ms (median of fresh plans); a new size binds in "
           f"{bs['bind_s'] * 1e3:.1f} ms (median of {bs['binds']}) = {bs['bind_s'] / bs['compile_s']:.1%} of it")
-    print(f"[memory] RSS {bs['rss_before']:.0f} MB -> {bs['rss_after10']:.0f} MB after 10 sizes -> "
-          f"{bs['rss_after']:.0f} MB after {bs['sizes']}; {bs['executables']} executables kept (bound "
-          f"{bs['bound']}), {bs['compiles']} compiles")
+    r10, rn = bs["rss"].get(10), bs["rss"][bs["sizes"]]
+    print(f"[memory] RSS {bs['rss_before']:.0f} MB -> {r10:.0f} MB after 10 sizes -> {rn:.0f} MB after "
+          f"{bs['sizes']}; {bs['executables']} executables kept ({bs['bytes_kept'] / 2 ** 20:.0f} MB of arrays), "
+          f"{bs['compiles']} compiles")
     tp = threaded(V, H, B, calls=200 if a.quick else 2000)
     print(f"[threads] forward calls/s: 1 thread {tp[1]:.0f}, 8 threads {tp[8]:.0f} ({tp[8] / tp[1]:.2f}x)")
     table = markdown_table(
@@ -163,8 +168,8 @@ def main(argv=None) -> int:
          [f"new batch size of the T={T} train step", f"{bs['bind_s'] * 1e3:.0f} ms = "
                                                      f"{bs['bind_s'] / bs['compile_s']:.1%} of a compile "
                                                      f"({bs['compile_s'] * 1e3:.0f} ms)"],
-         [f"RSS over {bs['sizes']} batch sizes", f"{bs['rss_before']:.0f} MB → {bs['rss_after10']:.0f} MB (10) → "
-                                                 f"{bs['rss_after']:.0f} MB; {bs['executables']} executables kept"],
+         [f"RSS over {bs['sizes']} batch sizes", f"{bs['rss_before']:.0f} MB → {r10:.0f} MB (10 sizes) → "
+                                                 f"{rn:.0f} MB; {bs['executables']} executables kept"],
          ["forward calls/s, 8 threads vs 1", f"{tp[8]:.0f} vs {tp[1]:.0f} ({tp[8] / tp[1]:.2f}x)"]])
     text = (f"{table}\n\n{machine_line()}, BLAS threads {THREADS}. `python benchmarks/runtime.py` "
             f"({time.perf_counter() - t_all:.0f} s).")

@@ -26,9 +26,19 @@ class Emitted:
 
     def __init__(self, prog, stats=None, memory=None, train=False, template=None):
         self.program = prog
-        self.stats = dict(stats or {})
+        self._stats, self._pending_stats = dict(stats or {}), None
         self.train = train
+        self.n_bindings = 1           # sets of preallocated arrays made: this thread's, then one per thread
         self._emit(prog, memory or {}, template)
+
+    @property
+    def stats(self) -> dict:
+        """Statistics of the plan; the memory ones computed on the first look (a new batch size needs none)."""
+        if self._pending_stats is not None:
+            pending, self._pending_stats = self._pending_stats, None
+            self._stats.update(pending())
+        self._stats["bindings"] = self.n_bindings
+        return self._stats
 
     def _emit(self, prog, memory, template):
         fwd, bwd = prog.forward_values(), prog.backward_values()
@@ -150,19 +160,18 @@ class Emitted:
         self.filename = f"<graphnet plan {next(_count)}>"
         env.update(self._bind_arrays(env))
         self._main = self._from_template(template, env) if template is not None else None
-        self.stats["code_shared"] = self._main is not None
+        self._stats["code_shared"] = self._main is not None
         if self._main is None:
             exec(compile(_bind_globals(_direct_calls(self.code, env), env), self.filename, "exec"), env)
             self._main = tuple(env.get(f) for f in ("forward", "backward", "step"))
         self._env = env
         self._owner = threading.get_ident()      # the thread that runs the functions bound to env's arrays
         self._bindings = threading.local()       # each other thread: its own arrays, the same code
-        self.stats["bindings"] = 1
         self._copy_in = [g is not None and _is_view(g) for g in prog.input_grads]
-        self.stats.update(_memory_stats(fwd, bwd, saved, prog))
-        self.stats["bytes_preallocated"] = dict(self.arrays_bytes)
-        self.stats["memory"] = dict(self.layouts)
-        self.stats["batched_groups"] = prog.meta.get("batched_groups", 0)
+        self._stats["bytes_preallocated"] = dict(self.arrays_bytes)
+        self._stats["memory"] = dict(self.layouts)
+        self._stats["batched_groups"] = prog.meta.get("batched_groups", 0)
+        self._pending_stats = lambda: _memory_stats(fwd, bwd, saved, prog)
 
     @staticmethod
     def _expr_of(v, env, pidx):
@@ -235,7 +244,7 @@ class Emitted:
             arrays = self._bind_arrays(self._env)
             fns = self._bindings.fns = tuple(f and _rebound(f, arrays) for f in self._main)
             with GRAD_LOCK:
-                self.stats["bindings"] += 1
+                self.n_bindings += 1
         return fns
 
     @property

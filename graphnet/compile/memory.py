@@ -12,6 +12,7 @@ which the caller owns. Views of blocks are made once, when the plan is built.
 from __future__ import annotations
 
 import bisect
+import math
 
 import numpy as np
 
@@ -32,7 +33,7 @@ class Layout:
         self.in_place = 0             # values written over an input that died there
 
     def nbytes(self) -> int:
-        return sum(int(np.prod(s, dtype=np.int64)) * np.dtype(d).itemsize for s, d in self.arrays.values())
+        return sum(math.prod(s) * np.dtype(d).itemsize for s, d in self.arrays.values())
 
 
 def plan_memory(values, preset, keep, fresh, exprs, outs, prefix) -> Layout:
@@ -88,7 +89,7 @@ def plan_memory(values, preset, keep, fresh, exprs, outs, prefix) -> Layout:
     def take(v):
         """A segment of v's dtype's arena for v (best fit among freed ones, else the arena grows) and the name
         of v's view of it."""
-        n, dt = int(np.prod(v.shape, dtype=np.int64)), np.dtype(v.dtype).str
+        n, dt = math.prod(v.shape), np.dtype(v.dtype).str
         if dt not in arenas:
             arenas[dt] = _Arena(f"{prefix}{len(arenas) + 1}", dt)
         arena = arenas[dt]

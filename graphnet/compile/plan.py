@@ -10,6 +10,7 @@ pairs with that thread's last ``forward``.
 from __future__ import annotations
 
 import contextlib
+import gc
 import threading
 import time
 from collections import OrderedDict
@@ -172,7 +173,8 @@ class Plan:
     def _bind(self, fam, B):
         """A new batch size of a generic signature: the concrete program, its memory plan and code; no pass."""
         t0 = time.perf_counter()
-        exe = Emitted(fam.generic.at(B), fam.stats, train=fam.train, template=fam.template)
+        with _gc_paused():
+            exe = Emitted(fam.generic.at(B), fam.stats, train=fam.train, template=fam.template)
         exe.random = fam.random
         exe.stats["bind_seconds"] = time.perf_counter() - t0
         self._counts["batch_sizes_bound"] += 1
@@ -181,7 +183,8 @@ class Plan:
     def _compile(self, signature, interpret, arrays):
         try:
             t0 = time.perf_counter()
-            exe = self._build(signature, interpret=interpret)
+            with _gc_paused():
+                exe = self._build(signature, interpret=interpret)
             if isinstance(getattr(exe, "stats", None), dict):
                 exe.stats["compile_seconds"] = time.perf_counter() - t0   # lowering and autodiff included
         except ShapeError as e:
@@ -310,10 +313,32 @@ class _Family:
         self.stats, self.train, self.random = {}, False, False
 
 
+_gc_state = {"depth": 0, "was": True}
+_gc_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """The cyclic garbage collector paused while a plan is built: building allocates many objects that live
+    on or die by reference counting, and the collections they trigger would scan the whole heap again and
+    again (half of a new batch size's cost). Nested and concurrent pauses resume it once, as it was."""
+    with _gc_lock:
+        if _gc_state["depth"] == 0:
+            _gc_state["was"] = gc.isenabled()
+            gc.disable()
+        _gc_state["depth"] += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_state["depth"] -= 1
+            if _gc_state["depth"] == 0 and _gc_state["was"]:
+                gc.enable()
+
+
 def _nbytes(exe):
     """Bytes of preallocated arrays an executable holds: one set per thread that ran it."""
-    st = getattr(exe, "stats", None) or {}
-    return sum(st.get("bytes_preallocated", {}).values()) * st.get("bindings", 1)
+    return sum(getattr(exe, "arrays_bytes", {}).values()) * getattr(exe, "n_bindings", 1)
 
 
 def _batch_size(arrays):

@@ -7,15 +7,14 @@ map lets a failure inside the generated code name the graph node and the file:li
 from __future__ import annotations
 
 import itertools
-import re
 import threading
-import types
 
 import numpy as np
 
 from ..errors import GraphnetError, InputError, node_error
 from ..ops import Arg, Const, Param, Seed
 from .memory import plan_memory
+from .source import assemble
 
 _count = itertools.count()
 GRAD_LOCK = threading.Lock()      # parameter gradients are shared (clones, threads): one backward adds at a time
@@ -68,40 +67,35 @@ class Emitted:
         arg_names.update(consts)
         seed_names = {id(s): f"s{i}" for i, s in enumerate(prog.seeds) if s is not None}
 
-        src, linemap = [], {}
-        self.functions = []       # the names of the generated functions
+        functions, prelude = [], []   # the generated functions' lines; the arrays and views each binding makes
         env["_grad_lock"] = GRAD_LOCK
         self.schedule = []        # (function, value, variable name): the order values run in, and their buffers
-
         self.arrays_bytes, self.layouts = {}, {}
-        self._recipe = []         # (name, base or None, make): how one binding makes its arena arrays and views
 
-        def function(header, values, preset, keep, tail, prelude=(), fresh=()):
+        def function(header, values, preset, keep, tail, unpack=(), fresh=()):
             """Emit one function: ``values`` in order, in arrays laid out by ``plan_memory`` (keep: live to the
             end; fresh: handed to the caller, so never in a preallocated array)."""
             fn = header.split("(")[0][4:]
             lay = plan_memory(values, preset, keep, fresh, exprs, outs, prefix=f"_{fn[0].upper()}")
-            for name, (shape, dtype) in lay.arrays.items():
-                self._recipe.append((name, None, lambda _, shape=shape, dtype=dtype: np.empty(shape, dtype)))
-            self._recipe.extend((name, base, view) for name, (base, view) in lay.views.items())
-            self._recipe.extend((name, base, op.forward) for name, (base, op) in lay.derived.items())
+            prelude.extend(f"{name} = np.empty({shape[0]}, '{np.dtype(dtype).name}')"
+                           for name, (shape, dtype) in lay.arrays.items())
+            prelude.extend(f"{name} = {view}" for name, (_, view) in lay.views.items())
+            prelude.extend(f"{name} = {exprs_of_view(op, base)}" for name, (base, op) in lay.derived.items())
             self.arrays_bytes[fn] = lay.nbytes()
             self.layouts[fn] = {"arrays": len(lay.arrays), "bytes": lay.nbytes(), "in_place_writes": lay.in_place,
                                 "stacks_written_in_place": lay.stacks_in_place}
             names = lay.names
             self.schedule.extend((fn, v, lay.buffer[id(v)]) for _, v in lay.lines)
-            src.append(header)
-            src.extend("    " + line for line in prelude)
-            for line, v in lay.lines:
-                if line is None:
-                    continue
-                linemap[len(src) + 1] = v
-                src.append("    " + line)
-            for line, v in tail(lambda u: names[id(u)]):
-                if v is not None:
-                    linemap[len(src) + 1] = v
-                src.append("    " + line)
-            self.functions.append(fn)
+            lines = [(line, None) for line in unpack] + [(line, v) for line, v in lay.lines if line is not None]
+            functions.append((header, lines + list(tail(lambda u: names[id(u)]))))
+
+        def exprs_of_view(op, base):
+            ex = op.expr(base)
+            if ex is None:
+                k = f"op{len(env)}"
+                env[k] = op
+                ex = f"{k}.forward({base})"
+            return ex
 
         n_args = ", ".join(f"a{i}" for i in range(len(prog.args)))
         if not self.train:            # a train step runs forward and backward as one function, below
@@ -155,17 +149,17 @@ class Emitted:
                          f"return ({', '.join(nm(o) for o in returned)},)" if len(returned) > 1
                          else f"return {nm(returned[0])}", None)],
                      fresh=returned)
-        self.code = "\n".join(src) + "\n"
-        self.linemap = linemap
+        self.code, self.linemap, params = assemble(prelude, functions, env)
         self.filename = f"<graphnet plan {next(_count)}>"
-        env.update(self._bind_arrays(env))
-        self._main = self._from_template(template, env) if template is not None else None
-        self._stats["code_shared"] = self._main is not None
-        if self._main is None:
-            exec(compile(_bind_globals(_direct_calls(self.code, env), env), self.filename, "exec"), env)
-            self._main = tuple(env.get(f) for f in ("forward", "backward", "step"))
-        self._env = env
-        self._owner = threading.get_ident()      # the thread that runs the functions bound to env's arrays
+        self._bind_args = {k: env[k] for k in params}
+        self._bind_fn = self._from_template(template) if template is not None else None
+        self._stats["code_shared"] = self._bind_fn is not None
+        if self._bind_fn is None:
+            ns = {}
+            exec(compile(self.code, self.filename, "exec"), ns)
+            self._bind_fn = ns["bind"]
+        self._main = self._bind_fn(**self._bind_args)
+        self._owner = threading.get_ident()      # the thread that runs the functions bound to _main's arrays
         self._bindings = threading.local()       # each other thread: its own arrays, the same code
         self._copy_in = [g is not None and _is_view(g) for g in prog.input_grads]
         self._stats["bytes_preallocated"] = dict(self.arrays_bytes)
@@ -209,40 +203,28 @@ class Emitted:
             return None
         return lambda out, args: op.expr_out(out, k, *args)
 
-    def _from_template(self, template, env):
-        """The template's compiled functions bound to this code's arrays and literals, or None when this code is
-        not the template's (then it is compiled as usual)."""
-        values = template.values(self.code, env)
-        if values is None:
+    def _from_template(self, template):
+        """The template's compiled ``bind``, taking this code's literals, or None when this code is not the
+        template's (then it is compiled as usual)."""
+        args = template.arguments(self.code, self._bind_args)
+        if args is None:
             return None
-        env.update(values)
-        if template.functions is None:
-            ns = dict(env)
-            template.filename = self.filename
-            exec(compile(_bind_globals(_direct_calls(template.source, ns), ns), template.filename, "exec"), ns)
-            template.functions = tuple(ns.get(f) for f in ("forward", "backward", "step"))
-        for f in template.functions:            # every name the code reads must be this code's own
-            if f is not None and any(k not in env and not k.startswith("_np_") for k in f.__kwdefaults__ or ()):
-                return None
+        self._bind_args = args
+        if template.bind is None:
+            ns = {}
+            exec(compile(template.source, self.filename, "exec"), ns)
+            template.bind, template.filename = ns["bind"], self.filename
         self.filename = template.filename        # errors are found by the code's file name and line
-        return tuple(f and _rebound(f, env) for f in template.functions)
+        return template.bind
 
     # --- bindings: one set of preallocated arrays per thread, one compiled code ------------------------------
-    def _bind_arrays(self, env):
-        """Fresh arena arrays and their views, made by the recipe the memory plan gave."""
-        made = {}
-        for name, base, make in self._recipe:
-            made[name] = make(None if base is None else made[base] if base in made else env[base])
-        return made
-
     def _bound(self):
         """The generated functions bound to this thread's arrays (made on the thread's first call)."""
         if threading.get_ident() == self._owner:
             return self._main
         fns = getattr(self._bindings, "fns", None)
         if fns is None:
-            arrays = self._bind_arrays(self._env)
-            fns = self._bindings.fns = tuple(f and _rebound(f, arrays) for f in self._main)
+            fns = self._bindings.fns = self._bind_fn(**self._bind_args)
             with GRAD_LOCK:
                 self.n_bindings += 1
         return fns
@@ -298,40 +280,6 @@ class Emitted:
         return node_error(InputError, f"while executing {v.op!r} (plan line: "
                                       f"{self.code.splitlines()[_line_of(self.linemap, v) - 1].strip()}): "
                                       f"{type(e).__name__}: {e}", v.src)
-
-
-def _rebound(fn, arrays):
-    """The same compiled function with its keyword defaults (the arrays it works in) taken from ``arrays``."""
-    g = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
-    g.__kwdefaults__ = {k: arrays.get(k, v) for k, v in (fn.__kwdefaults__ or {}).items()}
-    return g
-
-
-def _direct_calls(code, env):
-    """The code with ``np.f(`` calls bound to globals ``_np_f`` (one lookup instead of two per call; lines keep
-    their numbers, so the line -> value map still holds). ``plan.code`` shows the readable form."""
-    def bind(m):
-        env.setdefault(f"_np_{m.group(1)}", getattr(np, m.group(1)))
-        return f"_np_{m.group(1)}("
-    return re.sub(r"\bnp\.([A-Za-z_]\w*)\(", bind, code)
-
-
-def _bind_globals(code, env):
-    """Each function takes the plan's globals it reads (arrays, views, constants, numpy functions) as keyword
-    defaults, bound once when it is defined: local lookups in the hot path instead of global ones. Headers stay
-    one line each, so line numbers hold."""
-    lines = code.split("\n")
-    starts = [i for i, line in enumerate(lines) if line.startswith("def ")] + [len(lines)]
-    for i, j in zip(starts, starts[1:]):
-        used = set(re.findall(r"\b[A-Za-z_]\w*\b", "\n".join(lines[i + 1:j])))
-        names = sorted(n for n in used if n in env and not n.startswith("__"))
-        if not names:
-            continue
-        head = lines[i]
-        params = head[head.index("(") + 1:head.rindex(")")]
-        binds = ", ".join(f"{n}={n}" for n in names)
-        lines[i] = f"{head[:head.index('(')]}({params + ', ' if params else ''}*, {binds}):"
-    return "\n".join(lines)
 
 
 def _memory_stats(fwd, bwd, saved, prog):

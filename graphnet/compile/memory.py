@@ -27,7 +27,7 @@ class Layout:
         self.lines = []               # (code or None, value) in schedule order
         self.buffer = {}              # id(value) -> the preallocated block it lives in (else its variable)
         self.arrays = {}              # arena name -> ((elements,), dtype): one flat array per dtype, made once
-        self.views = {}               # name -> (name of a block or view, function of that array giving the view)
+        self.views = {}               # name -> (name of an arena or a view, the expression of the view of it)
         self.derived = {}             # name -> (name of an array or view, op): a view op applied once, at build
         self.stacks_in_place = 0      # stacks whose pieces were written straight into them (no copy)
         self.in_place = 0             # values written over an input that died there
@@ -96,7 +96,7 @@ def plan_memory(values, preset, keep, fresh, exprs, outs, prefix) -> Layout:
         off, length = arena.take(n)
         name = f"{arena.name}_{len(lay.views)}"
         shape = tuple(v.shape)
-        lay.views[name] = (arena.name, lambda a, off=off, n=n, shape=shape: a[off:off + n].reshape(shape))
+        lay.views[name] = (arena.name, f"{arena.name}[{off}:{off + n}].reshape({shape!r})")
         fixed.add(name)
         return (arena, off, length), name
 
@@ -105,8 +105,7 @@ def plan_memory(values, preset, keep, fresh, exprs, outs, prefix) -> Layout:
         start = sum(a.shape[d] for a in c.args[:slot])
         stop = start + c.args[slot].shape[d]
         name = f"{array}_{d}s{slot}"          # structural: the same name at every batch size
-        index = (slice(None),) * d + (slice(start, stop),)
-        lay.views[name] = (array, lambda a, index=index: a[index])
+        lay.views[name] = (array, f"{array}[{':, ' * d}{start}:{stop}]")
         return name
 
     home_of = {}

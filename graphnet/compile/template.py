@@ -1,10 +1,10 @@
 """Generated code shared by the batch sizes of one signature: the source with the literals that vary as names.
 
 The code made for two batch sizes of one generic program differs only where a number depends on B (a row
-block ``x[50:100]``, a reshape target) and in the names of constants named after their value (a mean's 1/B
-scale). The template keeps the text between those literals, and the literals that vary become names
-(``_n0``, ``_k0``), bound per batch size as the function's keyword defaults, like its arrays: one compiled code
-object for every size. A new size's code must match the template everywhere else, or it is compiled as usual.
+block ``x[50:100]``, an arena's size, a view's offset) and in the names of constants named after their value (a
+mean's 1/B scale). The template keeps the text between those literals, and the literals that vary become
+parameters of ``bind`` (``_n0``, ``_k0``), given per batch size like its constants: one compiled code object for
+every size. A new size's code must match the template everywhere else, or it is compiled as usual.
 """
 from __future__ import annotations
 
@@ -23,44 +23,63 @@ class CodeTemplate:
         self.text, self.literals, self.slots = p1[0::2], p1[1::2], {}    # slots: literal index -> (name, kind)
         if not self.ok:
             return
+        named = {}                                    # (constant's name at B1, at B2) -> its slot's name
+        # the prelude's numbers (arena sizes, offsets) come from a best fit of aligned segments, piecewise in B:
+        # each is a slot even where the two sizes agree
+        prelude_end = code1.find("\n    def ")
+        at = 0
         for j, (a, b) in enumerate(zip(p1[1::2], p2[1::2])):
-            if a == b:
+            at += len(p1[2 * j]) + len(a)
+            if a == b and not (at < prelude_end and a.isdigit()):
                 continue
             if a.isdigit() and b.isdigit():
-                self.slots[j] = (f"_n{len(self.slots)}", int)
+                kind = int
             elif a.startswith("k_") and b.startswith("k_"):
-                self.slots[j] = (f"_k{len(self.slots)}", None)
+                kind = None
             else:                                     # a float literal that depends on B: not shared
                 self.ok = False
                 return
+            # a constant's name occurs in bind's header and where it is used: one name for each pair
+            name = f"_n{j}" if kind else named.setdefault((a, b), f"_k{len(named)}")
+            self.slots[j] = (name, kind)
         out = [self.text[0]]
         for j, lit in enumerate(self.literals):
             out += [self.slots[j][0] if j in self.slots else lit, self.text[j + 1]]
-        self.source = "".join(out)
-        self.functions = None         # compiled once, with the first size's names (see Emitted)
+        ints = sorted({name for name, kind in self.slots.values() if kind is int})
+        source = "".join(out)
+        if ints:                                      # the numbers' names join bind's parameters
+            names = ", ".join(ints)
+            source = (source.replace("def bind():", f"def bind(*, {names}):", 1) if source.startswith("def bind():")
+                      else source.replace("def bind(*, ", f"def bind(*, {names}, ", 1))
+        self.source = source
+        self.bind = None              # compiled once, by the first size that uses it (see Emitted)
         self.filename = None
 
-    def values(self, code: str, env: dict):
-        """The names' values for this code (its literals; a constant's array from ``env``), or None when the
-        code differs from the template elsewhere."""
+    def arguments(self, code: str, args: dict):
+        """``bind``'s arguments for this code, from its own (``args``) and its literals, or None when the code
+        differs from the template elsewhere (or one name would stand for two values)."""
         if not self.ok:
             return None
         p = _LITERAL.split(code)
         if len(p) != 2 * len(self.literals) + 1 or p[0::2] != self.text:
             return None
-        lits = p[1::2]
-        out = {}
-        for j, lit in enumerate(lits):
+        out, replaced = {}, set()
+        for j, lit in enumerate(p[1::2]):
             slot = self.slots.get(j)
             if slot is None:
                 if lit != self.literals[j]:
                     return None
-            elif slot[1] is int:
+                continue
+            name, kind = slot
+            if kind is int:
                 if not lit.isdigit():
                     return None
-                out[slot[0]] = int(lit)
-            elif lit in env:
-                out[slot[0]] = env[lit]
+                value = int(lit)
+            elif lit in args:
+                value = args[lit]
+                replaced.add(lit)
             else:
                 return None
-        return out
+            if out.setdefault(name, value) is not value and out[name] != value:
+                return None
+        return {**{k: v for k, v in args.items() if k not in replaced}, **out}

@@ -1,0 +1,47 @@
+"""plan.code is the module that runs: arrays and views made in bind()'s prelude, every value's line naming its
+graph node and the file:line that built it."""
+import re
+
+import numpy as np
+
+import graphnet as gn
+
+
+def test_plan_code_is_the_source_that_runs_and_names_its_nodes(rng):
+    cell = gn.rnn.lstm_cell(3, 4).float64()
+    plan = gn.compile(cell)
+    plan.forward(rng.standard_normal((2, 3)), rng.standard_normal((2, 4)), rng.standard_normal((2, 4)))
+    exe, code = plan._last[0], plan.code
+    ns = {}
+    exec(compile(code, exe.filename, "exec"), ns)          # nothing but builtins: every name is bind's own
+    def functions(bind):
+        return {c.co_name: (c.co_code, c.co_firstlineno) for c in bind.__code__.co_consts if hasattr(c, "co_code")}
+    assert ns["bind"].__code__.co_code == exe._bind_fn.__code__.co_code
+    assert functions(ns["bind"]) == functions(exe._bind_fn) and set(functions(ns["bind"])) == {"forward", "backward"}
+    prelude = code.split("    def forward")[0]
+    assert re.search(r"\n    (_F\d+) = _np_empty\(\d+, 'float64'\)\n", prelude), "the arena, made per binding"
+    assert re.search(r"\n    _F\d+_\d+ = _F\d+\[\d+:\d+\]\.reshape\(\(2, \d+\)\)\n", prelude), "views of it"
+    site = node = None
+    for n in cell.order:
+        if n.display_name() == "gates":
+            node, site = n, n.site
+    assert node is not None and f"  # gates ({site})" in code
+    for lineno, v in exe.linemap.items():                  # each line computing a value names its node
+        line = code.splitlines()[lineno - 1]
+        assert line.endswith(f"  # {v.src.display_name()} ({v.src.site})"), line
+
+
+def test_threads_and_batch_sizes_call_bind_again_on_the_same_code(rng):
+    cell = gn.rnn.lstm_cell(3, 4).float64()
+    plan = gn.compile(cell)
+    for B in (2, 3, 6):
+        plan.forward(rng.standard_normal((B, 3)), rng.standard_normal((B, 4)), rng.standard_normal((B, 4)))
+    bound = plan._last[0]
+    assert bound.stats["code_shared"] and not re.search(r"\b_n\d+\b", plan.code), "the size's numbers shown"
+    bind = bound._bind_fn
+    assert any(k.startswith("_n") for k in bound._bind_args), "and given to the shared code as arguments"
+    fwd, _, _ = bind(**bound._bind_args)
+    x = [rng.standard_normal((6, 3)), rng.standard_normal((6, 4)), rng.standard_normal((6, 4))]
+    outs, _ = fwd(*x)
+    want = gn.compile(cell).forward(*x)
+    assert all(np.array_equal(a, b) for a, b in zip(outs, want))

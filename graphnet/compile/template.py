@@ -24,6 +24,7 @@ class CodeTemplate:
         if not self.ok:
             return
         named = {}                                    # (constant's name at B1, at B2) -> its slot's name
+        self.n_prelude = 0
         # the prelude's numbers (arena sizes, offsets) come from a best fit of aligned segments, piecewise in B:
         # each is a slot even where the two sizes agree
         prelude_end = code1.find("\n    def ")
@@ -39,13 +40,22 @@ class CodeTemplate:
             else:                                     # a float literal that depends on B: not shared
                 self.ok = False
                 return
-            # a constant's name occurs in bind's header and where it is used: one name for each pair
-            name = f"_n{j}" if kind else named.setdefault((a, b), f"_k{len(named)}")
+            # the prelude's numbers: items of one tuple ``_n`` (thousands of keyword arguments would make a call
+            # slow); the functions' own: names (no indexing on the hot path); a constant occurs in bind's header
+            # and where it is used: one name for each pair
+            if kind is None:
+                name = named.setdefault((a, b), f"_k{len(named)}")
+            elif at < prelude_end:
+                name, kind = f"_n[{self.n_prelude}]", "prelude"
+                self.n_prelude += 1
+            else:
+                name = f"_n{j}"
             self.slots[j] = (name, kind)
         out = [self.text[0]]
         for j, lit in enumerate(self.literals):
             out += [self.slots[j][0] if j in self.slots else lit, self.text[j + 1]]
         ints = sorted({name for name, kind in self.slots.values() if kind is int})
+        ints += ["_n"] if self.n_prelude else []
         source = "".join(out)
         if ints:                                      # the numbers' names join bind's parameters
             names = ", ".join(ints)
@@ -63,7 +73,7 @@ class CodeTemplate:
         p = _LITERAL.split(code)
         if len(p) != 2 * len(self.literals) + 1 or p[0::2] != self.text:
             return None
-        out, replaced = {}, set()
+        out, replaced, numbers = {}, set(), []
         for j, lit in enumerate(p[1::2]):
             slot = self.slots.get(j)
             if slot is None:
@@ -71,6 +81,11 @@ class CodeTemplate:
                     return None
                 continue
             name, kind = slot
+            if kind == "prelude":
+                if not lit.isdigit():
+                    return None
+                numbers.append(int(lit))
+                continue
             if kind is int:
                 if not lit.isdigit():
                     return None
@@ -82,4 +97,6 @@ class CodeTemplate:
                 return None
             if out.setdefault(name, value) is not value and out[name] != value:
                 return None
+        if numbers:
+            out["_n"] = tuple(numbers)
         return {**{k: v for k, v in args.items() if k not in replaced}, **out}

@@ -45,3 +45,19 @@ def test_threads_and_batch_sizes_call_bind_again_on_the_same_code(rng):
     outs, _ = fwd(*x)
     want = gn.compile(cell).forward(*x)
     assert all(np.array_equal(a, b) for a, b in zip(outs, want))
+
+
+def test_a_failure_in_shared_code_names_the_node_and_its_line():
+    x = gn.Input((None,), name="idx")
+    emb = gn.nn.LookupTable(10, 4)(x)
+    plan = gn.compile(gn.gModule([x], [gn.nn.Tanh()(emb)]))
+    for B in (4, 5, 6):
+        plan.forward(np.arange(B))
+    assert plan.stats()["code_shared"]
+    try:
+        plan.forward(np.array([1, 2, 3, 4, 5, 99]))
+        raise AssertionError("an index out of range must fail")
+    except gn.InputError as e:
+        text = str(e)
+    assert "index 99 is out of range" in text and "at node 'emb'" in text
+    assert re.search(r"plan line: .*forward\(.*\)  # emb \(", text), text

@@ -39,6 +39,10 @@ class Emitted:
         self._stats["bindings"] = self.n_bindings
         return self._stats
 
+    def record(self, **entries):
+        """Add statistics without computing the pending ones."""
+        self._stats.update(entries)
+
     def _emit(self, prog, memory, template):
         fwd, bwd = prog.forward_values(), prog.backward_values()
         self.fwd, self.bwd = fwd, bwd

@@ -176,7 +176,7 @@ class Plan:
         with _gc_paused():
             exe = Emitted(fam.generic.at(B), fam.stats, train=fam.train, template=fam.template)
         exe.random = fam.random
-        exe.stats["bind_seconds"] = time.perf_counter() - t0
+        exe.record(bind_seconds=time.perf_counter() - t0)
         self._counts["batch_sizes_bound"] += 1
         return exe
 

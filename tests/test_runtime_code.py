@@ -3,6 +3,7 @@ graph node and the file:line that built it."""
 import re
 
 import numpy as np
+import pytest
 
 import graphnet as gn
 
@@ -61,3 +62,10 @@ def test_a_failure_in_shared_code_names_the_node_and_its_line():
         text = str(e)
     assert "index 99 is out of range" in text and "at node 'emb'" in text
     assert re.search(r"plan line: .*forward\(.*\)  # emb \(", text), text
+
+
+def test_a_train_step_says_how_to_get_its_outputs_alone(rng):
+    x, t = gn.Input((None, 3)), gn.Input((None, 2))
+    step = gn.compile_train_step(gn.gModule([x, t], [gn.nn.MSECriterion()(gn.nn.Linear(3, 2)(x), t)]))
+    with pytest.raises(gn.InputError, match=r"gn.compile\(model\).forward"):
+        step.forward(rng.standard_normal((4, 3)), rng.standard_normal((4, 2)))

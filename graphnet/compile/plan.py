@@ -448,6 +448,10 @@ class TrainStep(Plan):
             return (float(res[0]),) + tuple(np.asarray(r) for r in res[1:])
         return float(res)
 
+    def forward(self, *arrays):
+        raise InputError("a train step runs forward and backward as one function: call step(*arrays); for the "
+                         "outputs alone, gn.compile(model).forward(*arrays)")
+
     def backward(self, *grad_outputs):
         raise InputError("a train step runs backward itself: call step(*arrays)")
 

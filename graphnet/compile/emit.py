@@ -23,8 +23,9 @@ GRAD_LOCK = threading.Lock()      # parameter gradients are shared (clones, thre
 class Emitted:
     """A compiled plan for one signature: the generated source, its functions, and statistics."""
 
-    def __init__(self, prog, stats=None, memory=None, train=False, template=None):
+    def __init__(self, prog, stats=None, memory=None, train=False, template=None, order=None):
         self.program = prog
+        self._order = order           # (positions of forward's values, of backward's), when known already
         self._stats, self._pending_stats = dict(stats or {}), None
         self.train = train
         self.n_bindings = 1           # sets of preallocated arrays made: this thread's, then one per thread
@@ -44,7 +45,10 @@ class Emitted:
         self._stats.update(entries)
 
     def _emit(self, prog, memory, template):
-        fwd, bwd = prog.forward_values(), prog.backward_values()
+        if self._order is None:
+            fwd, bwd = prog.forward_values(), prog.backward_values()
+        else:
+            fwd, bwd = ([prog.values[i] for i in positions] for positions in self._order)
         self.fwd, self.bwd = fwd, bwd
         env = {"np": np}
         pidx = {id(v): j for j, (_, v) in enumerate(prog.params)}

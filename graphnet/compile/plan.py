@@ -166,6 +166,8 @@ class Plan:
             fam.generic = generic.check(probe.program, B3)
             fam.stats, fam.train, fam.random = dict(exe.stats), exe.train, exe.random
             fam.template = CodeTemplate(code1, exe.code)
+            at = {id(v): i for i, v in enumerate(exe.program.values)}   # the generic program's order is this one's
+            fam.order = tuple([at[id(v)] for v in vals] for vals in (exe.fwd, exe.bwd))
         except (NotGeneric, GraphnetError) as e:
             fam.generic, fam.reason = False, f"{type(e).__name__}: {e}"
         fam.sample = None
@@ -174,7 +176,7 @@ class Plan:
         """A new batch size of a generic signature: the concrete program, its memory plan and code; no pass."""
         t0 = time.perf_counter()
         with _gc_paused():
-            exe = Emitted(fam.generic.at(B), fam.stats, train=fam.train, template=fam.template)
+            exe = Emitted(fam.generic.at(B), fam.stats, train=fam.train, template=fam.template, order=fam.order)
         exe.random = fam.random
         exe.record(bind_seconds=time.perf_counter() - t0)
         self._counts["batch_sizes_bound"] += 1
@@ -309,7 +311,7 @@ class _Family:
     waiting for a second size (``sample``), then the generic program, or False when there is none."""
 
     def __init__(self):
-        self.sample, self.generic, self.reason, self.template = None, None, None, None
+        self.sample, self.generic, self.reason, self.template, self.order = None, None, None, None, None
         self.stats, self.train, self.random = {}, False, False
 
 

@@ -69,3 +69,13 @@ def test_a_train_step_says_how_to_get_its_outputs_alone(rng):
     step = gn.compile_train_step(gn.gModule([x, t], [gn.nn.MSECriterion()(gn.nn.Linear(3, 2)(x), t)]))
     with pytest.raises(gn.InputError, match=r"gn.compile\(model\).forward"):
         step.forward(rng.standard_normal((4, 3)), rng.standard_normal((4, 2)))
+
+
+def test_a_variable_names_one_value(rng):
+    cell = gn.rnn.lstm_cell(3, 4).float64()
+    plan = gn.compile(cell)
+    plan.forward(rng.standard_normal((2, 3)), rng.standard_normal((2, 4)), rng.standard_normal((2, 4)))
+    assigned = re.findall(r"^\s+(t\d+) = ", plan.code, re.M)
+    assert len(assigned) == len(set(assigned)) > 3
+    deleted = [n for line in re.findall(r"^\s+del (.*)$", plan.code, re.M) for n in line.split(", ")]
+    assert deleted and set(deleted) <= set(assigned)

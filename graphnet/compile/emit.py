@@ -93,7 +93,7 @@ class Emitted:
             self.layouts[fn] = {"arrays": len(lay.arrays), "bytes": lay.nbytes(), "in_place_writes": lay.in_place,
                                 "stacks_written_in_place": lay.stacks_in_place}
             names = lay.names
-            self.schedule.extend((fn, v, lay.buffer[id(v)]) for _, v in lay.lines)
+            self.schedule.extend((fn, v, lay.buffer[id(v)]) for _, v in lay.lines if v is not None)
             lines = [(line, None) for line in unpack] + [(line, v) for line, v in lay.lines if line is not None]
             functions.append((header, lines + list(tail(lambda u: names[id(u)]))))
 

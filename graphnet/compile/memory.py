@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from ..ops import Concat
+from ..ops import Concat, Param
 
 
 class Layout:
@@ -24,7 +24,7 @@ class Layout:
 
     def __init__(self):
         self.names = {}               # id(value) -> variable name (a preallocated array's name, or t<k>)
-        self.lines = []               # (code or None, value) in schedule order
+        self.lines = []               # (code or None, value) in schedule order; (``del`` line, None) between
         self.buffer = {}              # id(value) -> the preallocated block it lives in (else its variable)
         self.arrays = {}              # arena name -> ((elements,), dtype): one flat array per dtype, made once
         self.views = {}               # name -> (name of an arena or a view, the expression of the view of it)
@@ -82,7 +82,7 @@ def plan_memory(values, preset, keep, fresh, exprs, outs, prefix) -> Layout:
 
     owner = {}                                  # root id -> (arena, offset, length) it holds
     fixed = set()                               # names bound once for the plan's life: arrays and their views
-    free_names, n_names = [], [0]
+    n_names = [0]
 
     arenas = {}                                 # dtype -> its _Arena
 
@@ -121,9 +121,7 @@ def plan_memory(values, preset, keep, fresh, exprs, outs, prefix) -> Layout:
             fixed.add(home_of[id(c)])
         return home_of[id(c)]
 
-    def fresh_name():
-        if free_names:
-            return free_names.pop()
+    def fresh_name():                          # never reused: a name is one value (``del`` frees it)
         n_names[0] += 1
         return f"t{n_names[0]}"
 
@@ -153,17 +151,20 @@ def plan_memory(values, preset, keep, fresh, exprs, outs, prefix) -> Layout:
                 lay.in_place += 1
             code = outs[vid](name, args)
         else:
-            for a in {id(a): a for a in v.args}.values():
-                if value_last.get(id(a)) == i and id(a) not in preset and lay.names.get(id(a), "").startswith("t"):
-                    free_names.append(lay.names[id(a)])
             name = fresh_name()
-            if vid not in value_last:          # unused (computed for its effect): free right away
-                free_names.append(name)
             code = f"{name} = {make(args)}"
         lay.names[vid] = name
         held = owner.get(root.get(vid, vid))
         lay.buffer[vid] = f"{held[0].name}[{held[1]}:]" if held else name
         lay.lines.append((code, v))
+        # arrays of the function's own variables that nothing reads any more: freed now (views keep their base;
+        # a parameter's data is the parameter's)
+        dead = [lay.names[id(a)] for a in {id(a): a for a in v.args}.values() if value_last.get(id(a)) == i
+                and id(a) not in preset and lay.names.get(id(a), "").startswith("t") and not isinstance(a.op, Param)]
+        if vid not in value_last and name.startswith("t"):    # unused (computed for its effect)
+            dead.append(name)
+        if dead:
+            lay.lines.append((f"del {', '.join(dead)}", None))
         for r in {root.get(id(a), id(a)) for a in v.args} | {root[vid]}:
             if last.get(r) == i and r in owner:     # dead: its segment is free for later values
                 arena, off, length = owner.pop(r)

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import GraphnetError, InputError, node_error
 from ..ops import Arg, Const, Param, Seed
-from .memory import plan_memory
+from .memory import FRESH, WRITTEN, plan_memory
 from .source import assemble
 
 _count = itertools.count()
@@ -84,7 +84,9 @@ class Emitted:
             """Emit one function: ``values`` in order, in arrays laid out by ``plan_memory`` (keep: live to the
             end; fresh: handed to the caller, so never in a preallocated array)."""
             fn = header.split("(")[0][4:]
-            lay = plan_memory(values, preset, keep, fresh, exprs, outs, prefix=f"_{fn[0].upper()}")
+            computed = {id(v) for v in values if exprs.get(id(v)) is not None}
+            writable = {k for k in computed if outs.get(k) is not None}
+            lay = plan_memory(values, preset, keep, fresh, computed, writable, prefix=f"_{fn[0].upper()}")
             prelude.extend(f"{name} = np.empty({shape[0]}, '{np.dtype(dtype).name}')"
                            for name, (shape, dtype) in lay.arrays.items())
             prelude.extend(f"{name} = {view}" for name, (_, view) in lay.views.items())
@@ -93,8 +95,9 @@ class Emitted:
             self.layouts[fn] = {"arrays": len(lay.arrays), "bytes": lay.nbytes(), "in_place_writes": lay.in_place,
                                 "stacks_written_in_place": lay.stacks_in_place}
             names = lay.names
-            self.schedule.extend((fn, v, lay.buffer[id(v)]) for _, v in lay.lines if v is not None)
-            lines = [(line, None) for line in unpack] + [(line, v) for line, v in lay.lines if line is not None]
+            values_run = [v for v in lay.steps if not isinstance(v, list)]
+            self.schedule.extend((fn, v, lay.buffer[id(v)]) for v in values_run)
+            lines = [(line, None) for line in unpack] + _lines(lay, exprs, outs)
             functions.append((header, lines + list(tail(lambda u: names[id(u)]))))
 
         def exprs_of_view(op, base):
@@ -288,6 +291,23 @@ class Emitted:
         return node_error(InputError, f"while executing {v.op!r} (plan line: "
                                       f"{self.code.splitlines()[_line_of(self.linemap, v) - 1].strip()}): "
                                       f"{type(e).__name__}: {e}", v.src)
+
+
+def _lines(lay, exprs, outs):
+    """The function's statements, read from its layout: a value written into its array (``expr_out``), or
+    computed into a variable of its own; variables nothing reads any more freed."""
+    out = []
+    for v in lay.steps:
+        if isinstance(v, list):
+            out.append((f"del {', '.join(v)}", None))
+            continue
+        kind, name = lay.place[id(v)], lay.names[id(v)]
+        args = [lay.names[id(a)] for a in v.args]
+        if kind in WRITTEN:
+            out.append((outs[id(v)](name, args), v))
+        elif kind == FRESH:
+            out.append((f"{name} = {exprs[id(v)](args)}", v))
+    return out
 
 
 def _memory_stats(fwd, bwd, saved, prog):

@@ -7,7 +7,9 @@ included, is dead (best fit among free segments, which merge; else the arena gro
 over an input that dies there (in place). A row or column stack (Concat) whose inputs are all computed here by elementwise ops, or are such
 stacks themselves, is never copied: each input is written straight into its slice of the stack's segment. Values
 handed back to the caller (outputs, returned gradients) and everything they are views of stay fresh arrays,
-which the caller owns. Views of blocks are made once, when the plan is built.
+which the caller owns. Views of blocks are made once per binding, in the prelude of the generated code.
+
+The result is a layout, not code: for each value, where it lives (``Layout.place``); emission writes the lines.
 """
 from __future__ import annotations
 
@@ -19,12 +21,22 @@ import numpy as np
 from ..ops import Concat, Param
 
 
+SEGMENT, STACK_SLICE, IN_PLACE, VIEW, STACK, FRESH = ("segment", "slice of a stack", "in place", "view",
+                                                     "stack", "fresh")
+WRITTEN = (SEGMENT, STACK_SLICE, IN_PLACE)   # computed into its array by the op's ``expr_out``
+
+
 class Layout:
-    """The result: a variable name and a line (or None) per value, and the arrays to preallocate."""
+    """Where each value of one function lives, and the arrays to preallocate.
+
+    ``place[id(value)]``: SEGMENT (a view of an arena segment), STACK_SLICE (its slice of a stack's array),
+    IN_PLACE (over an input that dies there), VIEW (a view of a preallocated array, made once per binding), STACK
+    (a stack whose pieces were written into it: nothing to compute) or FRESH (a variable of its own)."""
 
     def __init__(self):
         self.names = {}               # id(value) -> variable name (a preallocated array's name, or t<k>)
-        self.lines = []               # (code or None, value) in schedule order; (``del`` line, None) between
+        self.place = {}               # id(value) -> one of the kinds above
+        self.steps = []               # value, or a list of variables to free (``del``), in schedule order
         self.buffer = {}              # id(value) -> the preallocated block it lives in (else its variable)
         self.arrays = {}              # arena name -> ((elements,), dtype): one flat array per dtype, made once
         self.views = {}               # name -> (name of an arena or a view, the expression of the view of it)
@@ -36,13 +48,13 @@ class Layout:
         return sum(math.prod(s) * np.dtype(d).itemsize for s, d in self.arrays.values())
 
 
-def plan_memory(values, preset, keep, fresh, exprs, outs, prefix) -> Layout:
+def plan_memory(values, preset, keep, fresh, computed, writable, prefix) -> Layout:
     """Lay out one function. ``preset``: id -> name of values it receives (arguments, saved values);
     ``keep``: values live to its end; ``fresh``: values it returns (they and their bases are never reused);
-    ``exprs``/``outs``: id -> builder of the value's expression / of its statements writing into an array."""
+    ``computed``: ids of the values it computes; ``writable``: ids of those whose op can write into an array."""
     lay = Layout()
     lay.names.update(preset)
-    mine = {id(v) for v in values if exprs.get(id(v)) is not None}
+    mine = computed
     root = {}                                   # id -> id of the value owning its memory
     for v in values:
         if id(v) in mine and v.op.view and v.args:
@@ -50,7 +62,7 @@ def plan_memory(values, preset, keep, fresh, exprs, outs, prefix) -> Layout:
         else:
             root[id(v)] = id(v)
     fresh_roots = {root.get(id(v), id(v)) for v in fresh}
-    buffered = {id(v) for v in values if id(v) in mine and not v.op.view and outs.get(id(v)) is not None
+    buffered = {id(v) for v in values if id(v) in mine and not v.op.view and id(v) in writable
                 and id(v) not in fresh_roots and v.shape is not None}
     pieces = _stacked_in_place(values, buffered)
     stacks = {id(c) for c, _ in pieces.values()}
@@ -126,37 +138,34 @@ def plan_memory(values, preset, keep, fresh, exprs, outs, prefix) -> Layout:
         return f"t{n_names[0]}"
 
     for i, v in enumerate(values):
-        make = exprs.get(id(v))
-        if make is None:                       # an argument or a seed: named already
-            continue
-        args = [lay.names[id(a)] for a in v.args]
         vid = id(v)
+        if vid not in mine:                    # an argument or a seed: named already
+            continue
         if vid in stacks:                      # a stack whose pieces were written into it
-            name, code = home(v), None
+            name, kind = home(v), STACK
         elif vid in pieces:
             c, slot = pieces[vid]
-            name = view_of(home(c), c, slot)
+            name, kind = view_of(home(c), c, slot), STACK_SLICE
             fixed.add(name)
-            code = outs[vid](name, args)
-        elif v.op.always_view and args[0] in fixed:
-            name, code = f"{prefix}v{len(lay.derived) + 1}", None   # a view of a preallocated array: made once
-            lay.derived[name] = (args[0], v.op)
+        elif v.op.always_view and lay.names[id(v.args[0])] in fixed:
+            name, kind = f"{prefix}v{len(lay.derived) + 1}", VIEW     # a view of a preallocated array
+            lay.derived[name] = (lay.names[id(v.args[0])], v.op)
             fixed.add(name)
         elif vid in buffered:
             over = _in_place(v, i, root, owner, last, keep_ids) if v.op.inplace else None
             if over is None:
                 owner[vid], name = take(v)
+                kind = SEGMENT
             else:
                 owner[vid], name = owner.pop(id(over)), lay.names[id(over)]
+                kind = IN_PLACE
                 lay.in_place += 1
-            code = outs[vid](name, args)
         else:
-            name = fresh_name()
-            code = f"{name} = {make(args)}"
-        lay.names[vid] = name
+            name, kind = fresh_name(), FRESH
+        lay.names[vid], lay.place[vid] = name, kind
         held = owner.get(root.get(vid, vid))
         lay.buffer[vid] = f"{held[0].name}[{held[1]}:]" if held else name
-        lay.lines.append((code, v))
+        lay.steps.append(v)
         # arrays of the function's own variables that nothing reads any more: freed now (views keep their base;
         # a parameter's data is the parameter's)
         dead = [lay.names[id(a)] for a in {id(a): a for a in v.args}.values() if value_last.get(id(a)) == i
@@ -164,7 +173,7 @@ def plan_memory(values, preset, keep, fresh, exprs, outs, prefix) -> Layout:
         if vid not in value_last and name.startswith("t"):    # unused (computed for its effect)
             dead.append(name)
         if dead:
-            lay.lines.append((f"del {', '.join(dead)}", None))
+            lay.steps.append(dead)
         for r in {root.get(id(a), id(a)) for a in v.args} | {root[vid]}:
             if last.get(r) == i and r in owner:     # dead: its segment is free for later values
                 arena, off, length = owner.pop(r)

@@ -10,7 +10,6 @@ pairs with that thread's last ``forward``.
 from __future__ import annotations
 
 import contextlib
-import gc
 import threading
 import time
 from collections import OrderedDict
@@ -23,6 +22,7 @@ from ..errors import GraphnetError, InputError, InputShapeError, ShapeError, fmt
 from ..node import Input
 from .emit import Emitted
 from .generic import Generic, NotGeneric
+from .signature import Family, batch_size, feature_of, gc_paused, nbytes
 from .template import CodeTemplate
 
 LEVELS = (0, 1, 2)
@@ -49,7 +49,7 @@ class Plan:
         self._recent = None           # ([(shape, dtype)] of the last checked arrays, mode epoch, executable)
         self._modes = (None, None)    # (mode epoch, the module's mode key then)
         self._by_modes = {}           # mode key -> the last call's (shapes, epoch, executable) in those modes
-        self._families = OrderedDict()   # feature signature -> _Family: what is known across batch sizes
+        self._families = OrderedDict()   # feature signature -> Family: what is known across batch sizes
         self._counts = {"compiles": 0, "batch_sizes_bound": 0, "executables_dropped": 0}
 
     @property
@@ -119,8 +119,8 @@ class Plan:
 
     def _executable(self, arrays):
         checking = check_finite_enabled()       # checked node by node: the reference interpreter runs
-        B = _batch_size(arrays)
-        feature = (tuple(_feature(x, B) for x in arrays), self._mode_key(), checking)
+        B = batch_size(arrays)
+        feature = (tuple(feature_of(x, B) for x in arrays), self._mode_key(), checking)
         with self._lock:
             exe = self._cache.get((feature, B))
             if exe is not None:
@@ -134,12 +134,12 @@ class Plan:
             return exe
 
     def _bytes_kept(self):
-        return sum(_nbytes(exe) for exe in self._cache.values())
+        return sum(nbytes(exe) for exe in self._cache.values())
 
     def _make(self, feature, B, arrays):
         """The executable for batch size B: bound from the signature's generic program when there is one, else
         compiled (and, at the signature's second batch size, the generic program sought)."""
-        fam = self._families.pop(feature, None) or _Family()
+        fam = self._families.pop(feature, None) or Family()
         self._families[feature] = fam                 # most recently used last
         while len(self._families) > self.max_executables:
             self._families.popitem(last=False)
@@ -175,7 +175,7 @@ class Plan:
     def _bind(self, fam, B):
         """A new batch size of a generic signature: the concrete program, its memory plan and code; no pass."""
         t0 = time.perf_counter()
-        with _gc_paused():
+        with gc_paused():
             exe = Emitted(fam.generic.at(B), fam.stats, train=fam.train, template=fam.template, order=fam.order)
         exe.random = fam.random
         exe.record(bind_seconds=time.perf_counter() - t0)
@@ -185,7 +185,7 @@ class Plan:
     def _compile(self, signature, interpret, arrays):
         try:
             t0 = time.perf_counter()
-            with _gc_paused():
+            with gc_paused():
                 exe = self._build(signature, interpret=interpret)
             if isinstance(getattr(exe, "stats", None), dict):
                 exe.stats["compile_seconds"] = time.perf_counter() - t0   # lowering and autodiff included
@@ -304,56 +304,6 @@ class Plan:
                    signatures=len(fams), signatures_generic=sum(1 for f in fams if f.generic),
                    not_generic=[f.reason for f in fams if f.reason])
         return out
-
-
-class _Family:
-    """One feature signature (ranks, non-batch sizes, dtypes, modes) across batch sizes: a compiled program
-    waiting for a second size (``sample``), then the generic program, or False when there is none."""
-
-    def __init__(self):
-        self.sample, self.generic, self.reason, self.template, self.order = None, None, None, None, None
-        self.stats, self.train, self.random = {}, False, False
-
-
-_gc_state = {"depth": 0, "was": True}
-_gc_lock = threading.Lock()
-
-
-@contextlib.contextmanager
-def _gc_paused():
-    """The cyclic garbage collector paused while a plan is built: building allocates many objects that live
-    on or die by reference counting, and the collections they trigger would scan the whole heap again and
-    again (half of a new batch size's cost). Nested and concurrent pauses resume it once, as it was."""
-    with _gc_lock:
-        if _gc_state["depth"] == 0:
-            _gc_state["was"] = gc.isenabled()
-            gc.disable()
-        _gc_state["depth"] += 1
-    try:
-        yield
-    finally:
-        with _gc_lock:
-            _gc_state["depth"] -= 1
-            if _gc_state["depth"] == 0 and _gc_state["was"]:
-                gc.enable()
-
-
-def _nbytes(exe):
-    """Bytes of preallocated arrays an executable holds: one set per thread that ran it."""
-    return sum(getattr(exe, "arrays_bytes", {}).values()) * getattr(exe, "n_bindings", 1)
-
-
-def _batch_size(arrays):
-    """The batch size: the first input's first dimension (None for a scalar first input)."""
-    first = arrays[0] if arrays else None
-    return first.shape[0] if first is not None and first.ndim else None
-
-
-def _feature(x, B):
-    """What an input contributes to the feature signature: its rank, its sizes but a batch dimension, its dtype,
-    and whether its first dimension is the batch."""
-    batched = B is not None and x.ndim > 0 and x.shape[0] == B
-    return x.ndim, x.shape[1:] if batched else x.shape, x.dtype.str, batched
 
 
 def _first_difference(given, arrays):

@@ -21,7 +21,7 @@ from ..debug import active as _debug_active, check_finite_enabled, on_error
 from ..errors import GraphnetError, InputError, InputShapeError, ShapeError, fmt_shape
 from ..node import Input
 from .emit import Emitted
-from .generic import Generic, NotGeneric
+from .generic import Generic
 from .signature import Family, batch_size, feature_of, gc_paused, nbytes
 from .template import CodeTemplate
 
@@ -156,7 +156,7 @@ class Plan:
 
     def _generalize(self, fam, feature, B, exe):
         """Fit the programs at the signature's two batch sizes, check the fit against a third; on any mismatch
-        the signature keeps compiling per batch size (``stats()['batch_generic']`` says why)."""
+        the signature keeps compiling per batch size (``stats()['not_generic']`` says why)."""
         B1, p1, code1 = fam.sample
         B3 = B1 + B
         signature = [((B3,) + shape if batched else shape, np.dtype(dtype)) for _, shape, dtype, batched in feature[0]]
@@ -166,9 +166,11 @@ class Plan:
             fam.generic = generic.check(probe.program, B3)
             fam.stats, fam.train, fam.random = dict(exe.stats), exe.train, exe.random
             fam.template = CodeTemplate(code1, exe.code)
+            if fam.template.arguments(probe.code, probe._bind_args) is None:
+                fam.template.ok = False             # the code is not one text across sizes: each size compiles it
             at = {id(v): i for i, v in enumerate(exe.program.values)}   # the generic program's order is this one's
             fam.order = tuple([at[id(v)] for v in vals] for vals in (exe.fwd, exe.bwd))
-        except (NotGeneric, GraphnetError) as e:
+        except Exception as e:                   # no generic program (a probe that fails included): compile per size
             fam.generic, fam.reason = False, f"{type(e).__name__}: {e}"
         fam.sample = None
 

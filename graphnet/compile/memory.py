@@ -184,25 +184,36 @@ def plan_memory(values, preset, keep, fresh, computed, writable, prefix) -> Layo
 
 class _Arena:
     """One flat array per dtype, carved into segments while planning: a value takes the best-fitting freed
-    segment, else the arena grows; freed neighbours merge. Segments start on 64-byte boundaries."""
+    segment (the shortest that fits, the first of those), else the arena grows; freed neighbours merge. Segments
+    start on 64-byte boundaries. Free segments are kept twice, by offset (to merge) and by length (to fit):
+    both found by bisection."""
     ALIGN = 16                                  # elements
 
     def __init__(self, name, dtype):
-        self.name, self.dtype, self.size, self.free = name, dtype, 0, []   # free: sorted (offset, length)
+        self.name, self.dtype, self.size = name, dtype, 0
+        self.free, self.by_length = [], []      # sorted (offset, length); the same as sorted (length, offset)
+
+    def _drop(self, k):
+        off, length = self.free.pop(k)
+        del self.by_length[bisect.bisect_left(self.by_length, (length, off))]
+        return off, length
+
+    def _add(self, k, off, length):
+        self.free.insert(k, (off, length))
+        bisect.insort(self.by_length, (length, off))
 
     def take(self, n):
         n = max(self.ALIGN, -(-n // self.ALIGN) * self.ALIGN)
-        fits = [k for k, (_, length) in enumerate(self.free) if length >= n]
-        if fits:
-            k = min(fits, key=lambda k: self.free[k][1])
-            off, length = self.free[k]
-            if length == n:
-                del self.free[k]
-            else:
-                self.free[k] = (off + n, length - n)
+        j = bisect.bisect_left(self.by_length, (n, -1))
+        if j < len(self.by_length):
+            length, off = self.by_length[j]
+            k = bisect.bisect_left(self.free, (off,))
+            self._drop(k)
+            if length > n:
+                self._add(k, off + n, length - n)
             return off, n
         if self.free and sum(self.free[-1]) == self.size:    # a free tail: grow it
-            off, _ = self.free.pop()
+            off, _ = self._drop(len(self.free) - 1)
         else:
             off = self.size
         self.size = off + n
@@ -210,12 +221,13 @@ class _Arena:
 
     def give(self, off, n):
         k = bisect.bisect_left(self.free, (off,))                            # the first free segment after off
-        self.free.insert(k, (off, n))
-        if k + 1 < len(self.free) and off + n == self.free[k + 1][0]:          # merge with the next
-            self.free[k] = (off, n + self.free.pop(k + 1)[1])
+        if k < len(self.free) and off + n == self.free[k][0]:                  # merge with the next
+            n += self._drop(k)[1]
         if k > 0 and sum(self.free[k - 1]) == off:                             # and with the previous
-            prev = self.free.pop(k - 1)
-            self.free[k - 1] = (prev[0], prev[1] + self.free[k - 1][1])
+            off, length = self._drop(k - 1)
+            n += length
+            k -= 1
+        self._add(k, off, n)
 
 
 def _in_place(v, i, root, owner, last, keep_ids):

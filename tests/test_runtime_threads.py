@@ -95,3 +95,16 @@ def test_train_steps_from_many_threads_equal_sequential(rng, often_switching):
     data = [(rng.standard_normal((4, 3)), rng.standard_normal((4, 2))) for _ in range(N_THREADS * 50)]
     want = [step(*d) for d in data]
     assert in_threads(lambda k: step(*data[k]), len(data)) == want
+
+
+def test_threads_meeting_new_batch_sizes_at_once_get_the_sequential_results(rng, often_switching):
+    m = cell()
+    xs = [[rng.standard_normal((b, 3)), rng.standard_normal((b, 5)), rng.standard_normal((b, 5))]
+          for b in list(range(2, 12)) * 8]
+    sequential = gn.compile(m)
+    want = [sequential.forward(*x) for x in xs]
+    plan = gn.compile(m)
+    got = in_threads(lambda k: plan.forward(*xs[k]), len(xs))
+    assert all(same(g, w) for g, w in zip(got, want))
+    st = plan.stats()
+    assert st["compiles"] + st["batch_sizes_bound"] == 10 + 1, "each size made once (and one probe)"

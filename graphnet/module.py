@@ -10,18 +10,21 @@ from .errors import GraphError, GraphnetError, InputError, caller_site, node_err
 from .node import APPLY, Node
 
 DEFAULT_DTYPE = np.dtype(np.float32)
+_MODE_ATTRS = frozenset(("train", "_dtype"))     # what plans compile for, besides shapes and dtypes of inputs
 _rng = np.random.default_rng()
-_mode_version = 0
+_mode_epoch = 0             # bumped by every change of a module's mode or dtype, anywhere (see mode_version)
 
 
 def mode_version() -> int:
-    """Bumped whenever a module's mode or dtype changes: compiled plans key on it."""
-    return _mode_version
+    """A counter bumped whenever some module's mode or dtype changes. Plans compare it with the value they saw
+    last to know when to read their own modules' modes again (a cheap check per call); what they compile for
+    is keyed on those modes, not on this counter, so a switch elsewhere compiles nothing."""
+    return _mode_epoch
 
 
 def _bump():
-    global _mode_version
-    _mode_version += 1
+    global _mode_epoch
+    _mode_epoch += 1
 
 
 def manual_seed(seed: int) -> None:
@@ -133,6 +136,8 @@ class Module:
             self._params[key] = value
         elif isinstance(value, Module):
             self._children[key] = value
+        elif key in _MODE_ATTRS:
+            _bump()                    # set by hand (``dropout.train = False``): plans read the modes again
         object.__setattr__(self, key, value)
 
     # --- what subclasses define ----------------------------------------------------------------------------
@@ -257,28 +262,33 @@ class Module:
         return clone_module(self, names)
 
     # --- modes and dtype -----------------------------------------------------------------------------------
+    # A mode (train) and a dtype belong to a module; ``training()``, ``evaluate()`` and the dtype verbs set them on
+    # the module and the modules inside it. A plan compiles per tuple of its modules' modes (``mode_key``) and
+    # keeps what it compiled, so switching back and forth compiles once per mode.
     def training(self):
-        _bump()
-        for m in self.modules():
-            object.__setattr__(m, "train", True)
-        return self
+        return self._set_modes(train=True)
 
     def evaluate(self):
-        _bump()
+        return self._set_modes(train=False)
+
+    def _set_modes(self, **attrs):
         for m in self.modules():
-            object.__setattr__(m, "train", False)
+            m.__dict__.update(attrs)
+        _bump()
         return self
+
+    def mode_key(self) -> tuple:
+        """What this module and the modules inside it compile differently for: each one's mode and dtype."""
+        return tuple([(d["train"], d["_dtype"]) for d in [m.__dict__ for m in self.modules()]])
 
     def _set_dtype(self, dtype):
         dtype = np.dtype(dtype)
-        _bump()
         for m in self.modules():
-            object.__setattr__(m, "_dtype", dtype)
             for p in m._params.values():
                 if p.data.dtype != dtype:
                     p.data = p.data.astype(dtype)
                     p.grad = p.grad.astype(dtype)
-        return self
+        return self._set_modes(_dtype=dtype)
 
     def float32(self):
         return self._set_dtype(np.float32)
@@ -297,9 +307,10 @@ class Module:
     def _plan(self):
         from .compile import DEFAULT_LEVEL, compile
         key = DEFAULT_LEVEL
-        if key not in self._plans:
-            self._plans[key] = compile(self, level=key)
-        return self._plans[key]
+        plan = self._plans.get(key)
+        if plan is None:                   # two threads may get here: both use the plan stored first
+            plan = self._plans.setdefault(key, compile(self, level=key))
+        return plan
 
     def forward(self, inputs, *more):
         """Outputs for these inputs: one array, or a list for several outputs (nested where the graph's outputs

@@ -7,27 +7,48 @@ map lets a failure inside the generated code name the graph node and the file:li
 from __future__ import annotations
 
 import itertools
-import re
+import threading
+
 import numpy as np
 
 from ..errors import GraphnetError, InputError, node_error
 from ..ops import Arg, Const, Param, Seed
-from .memory import plan_memory
+from .memory import FRESH, WRITTEN, plan_memory
+from .source import assemble
 
 _count = itertools.count()
+GRAD_LOCK = threading.Lock()      # parameter gradients are shared (clones, threads): one backward adds at a time
 
 
 class Emitted:
     """A compiled plan for one signature: the generated source, its functions, and statistics."""
 
-    def __init__(self, prog, stats=None, memory=None, train=False):
+    def __init__(self, prog, stats=None, memory=None, train=False, template=None, order=None):
         self.program = prog
-        self.stats = dict(stats or {})
+        self._order = order           # (positions of forward's values, of backward's), when known already
+        self._stats, self._pending_stats = dict(stats or {}), None
         self.train = train
-        self._emit(prog, memory or {})
+        self.n_bindings = 1           # sets of preallocated arrays made: this thread's, then one per thread
+        self._emit(prog, memory or {}, template)
 
-    def _emit(self, prog, memory):
-        fwd, bwd = prog.forward_values(), prog.backward_values()
+    @property
+    def stats(self) -> dict:
+        """Statistics of the plan; the memory ones computed on the first look (a new batch size needs none)."""
+        if self._pending_stats is not None:
+            pending, self._pending_stats = self._pending_stats, None
+            self._stats.update(pending())
+        self._stats["bindings"] = self.n_bindings
+        return self._stats
+
+    def record(self, **entries):
+        """Add statistics without computing the pending ones."""
+        self._stats.update(entries)
+
+    def _emit(self, prog, memory, template):
+        if self._order is None:
+            fwd, bwd = prog.forward_values(), prog.backward_values()
+        else:
+            fwd, bwd = ([prog.values[i] for i in positions] for positions in self._order)
         self.fwd, self.bwd = fwd, bwd
         env = {"np": np}
         pidx = {id(v): j for j, (_, v) in enumerate(prog.params)}
@@ -54,53 +75,54 @@ class Emitted:
         arg_names.update(consts)
         seed_names = {id(s): f"s{i}" for i, s in enumerate(prog.seeds) if s is not None}
 
-        src, linemap = [], {}
+        functions, prelude = [], []   # the generated functions' lines; the arrays and views each binding makes
+        env["_grad_lock"] = GRAD_LOCK
         self.schedule = []        # (function, value, variable name): the order values run in, and their buffers
-
         self.arrays_bytes, self.layouts = {}, {}
 
-        def function(header, values, preset, keep, tail, prelude=(), fresh=()):
+        def function(header, values, preset, keep, tail, unpack=(), fresh=()):
             """Emit one function: ``values`` in order, in arrays laid out by ``plan_memory`` (keep: live to the
             end; fresh: handed to the caller, so never in a preallocated array)."""
             fn = header.split("(")[0][4:]
-            lay = plan_memory(values, preset, keep, fresh, exprs, outs, prefix=f"_{fn[0].upper()}")
-            for name, (shape, dtype) in lay.arrays.items():
-                env[name] = np.empty(shape, dtype)
-            for name, (base, view) in lay.views.items():
-                env[name] = view(env[base])
-            for name, (base, op) in lay.derived.items():
-                env[name] = op.forward(env[base])
+            computed = {id(v) for v in values if exprs.get(id(v)) is not None}
+            writable = {k for k in computed if outs.get(k) is not None}
+            lay = plan_memory(values, preset, keep, fresh, computed, writable, prefix=f"_{fn[0].upper()}")
+            prelude.extend(f"{name} = np.empty({shape[0]}, '{np.dtype(dtype).name}')"
+                           for name, (shape, dtype) in lay.arrays.items())
+            prelude.extend(f"{name} = {view}" for name, (_, view) in lay.views.items())
+            prelude.extend(f"{name} = {exprs_of_view(op, base)}" for name, (base, op) in lay.derived.items())
             self.arrays_bytes[fn] = lay.nbytes()
             self.layouts[fn] = {"arrays": len(lay.arrays), "bytes": lay.nbytes(), "in_place_writes": lay.in_place,
                                 "stacks_written_in_place": lay.stacks_in_place}
             names = lay.names
-            self.schedule.extend((fn, v, lay.buffer[id(v)]) for _, v in lay.lines)
-            src.append(header)
-            src.extend("    " + line for line in prelude)
-            for line, v in lay.lines:
-                if line is None:
-                    continue
-                linemap[len(src) + 1] = v
-                src.append("    " + line)
-            for line, v in tail(lambda u: names[id(u)]):
-                if v is not None:
-                    linemap[len(src) + 1] = v
-                src.append("    " + line)
+            values_run = [v for v in lay.steps if not isinstance(v, list)]
+            self.schedule.extend((fn, v, lay.buffer[id(v)]) for v in values_run)
+            lines = [(line, None) for line in unpack] + _lines(lay, exprs, outs)
+            functions.append((header, lines + list(tail(lambda u: names[id(u)]))))
+
+        def exprs_of_view(op, base):
+            ex = op.expr(base)
+            if ex is None:
+                k = f"op{len(env)}"
+                env[k] = op
+                ex = f"{k}.forward({base})"
+            return ex
 
         n_args = ", ".join(f"a{i}" for i in range(len(prog.args)))
-        function(f"def forward({n_args}):", fwd, arg_names, prog.outputs + saved,
-                 lambda nm: [(f"return ({', '.join(nm(o) for o in prog.outputs)},), "
-                              f"({''.join(nm(v) + ', ' for v in saved)})", None)], fresh=prog.outputs)
+        if not self.train:            # a train step runs forward and backward as one function, below
+            function(f"def forward({n_args}):", fwd, arg_names, prog.outputs + saved,
+                     lambda nm: [(f"return ({', '.join(nm(o) for o in prog.outputs)},), "
+                                  f"({''.join(nm(v) + ', ' for v in saved)})", None)], fresh=prog.outputs)
 
         def grad_tail(assign):
             def tail(nm):
                 out = []
                 for j, g in enumerate(prog.param_grads):
                     if g is not None:
-                        out.append((f"P{j}.grad {'[...] =' if assign else '+='} {nm(g)}", g))
+                        out.append((f"    P{j}.grad {'[...] =' if assign else '+='} {nm(g)}", g))
                     elif assign:
-                        out.append((f"P{j}.grad[...] = 0", None))
-                return out
+                        out.append((f"    P{j}.grad[...] = 0", None))
+                return [("with _grad_lock:", None)] + out if out else out
             return tail
 
         def backward_tail(nm):
@@ -121,8 +143,9 @@ class Emitted:
         preset.update(saved_names)
         seeds = "".join(f", s{i}" for i in range(len(prog.seeds)))
         unpack = [f"({''.join(saved_names[id(v)] + ', ' for v in saved)}) = saved"] if saved else []
-        function(f"def backward(saved{seeds}):", bwd, preset, grads, backward_tail, unpack,
-                 fresh=[g for g in prog.input_grads if g is not None])
+        if not self.train:
+            function(f"def backward(saved{seeds}):", bwd, preset, grads, backward_tail, unpack,
+                     fresh=[g for g in prog.input_grads if g is not None])
         if self.train:
             # one function: forward, then backward, parameter gradients assigned (no zeroing pass needed);
             # the seeds (d loss / d loss) are ones
@@ -137,17 +160,23 @@ class Emitted:
                          f"return ({', '.join(nm(o) for o in returned)},)" if len(returned) > 1
                          else f"return {nm(returned[0])}", None)],
                      fresh=returned)
-        self.code = "\n".join(src) + "\n"
-        self.linemap = linemap
+        self.code, self.linemap, params = assemble(prelude, functions, env)
         self.filename = f"<graphnet plan {next(_count)}>"
-        exec(compile(_bind_globals(_direct_calls(self.code, env), env), self.filename, "exec"), env)
-        self._forward, self._backward = env["forward"], env["backward"]
-        self._step = env.get("step")
+        self._bind_args = {k: env[k] for k in params}
+        self._bind_fn = self._from_template(template) if template is not None else None
+        self._stats["code_shared"] = self._bind_fn is not None
+        if self._bind_fn is None:
+            ns = {}
+            exec(compile(self.code, self.filename, "exec"), ns)
+            self._bind_fn = ns["bind"]
+        self._main = self._bind_fn(**self._bind_args)
+        self._owner = threading.get_ident()      # the thread that runs the functions bound to _main's arrays
+        self._bindings = threading.local()       # each other thread: its own arrays, the same code
         self._copy_in = [g is not None and _is_view(g) for g in prog.input_grads]
-        self.stats.update(_memory_stats(fwd, bwd, saved, prog))
-        self.stats["bytes_preallocated"] = dict(self.arrays_bytes)
-        self.stats["memory"] = dict(self.layouts)
-        self.stats["batched_groups"] = prog.meta.get("batched_groups", 0)
+        self._stats["bytes_preallocated"] = dict(self.arrays_bytes)
+        self._stats["memory"] = dict(self.layouts)
+        self._stats["batched_groups"] = prog.meta.get("batched_groups", 0)
+        self._pending_stats = lambda: _memory_stats(fwd, bwd, saved, prog)
 
     @staticmethod
     def _expr_of(v, env, pidx):
@@ -184,6 +213,44 @@ class Emitted:
         except (TypeError, ValueError):
             return None
         return lambda out, args: op.expr_out(out, k, *args)
+
+    def _from_template(self, template):
+        """The template's compiled ``bind``, taking this code's literals, or None when this code is not the
+        template's (then it is compiled as usual)."""
+        args = template.arguments(self.code, self._bind_args)
+        if args is None:
+            return None
+        self._bind_args = args
+        if template.bind is None:
+            ns = {}
+            exec(compile(template.source, self.filename, "exec"), ns)
+            template.bind, template.filename = ns["bind"], self.filename
+        self.filename = template.filename        # errors are found by the code's file name and line
+        return template.bind
+
+    # --- bindings: one set of preallocated arrays per thread, one compiled code ------------------------------
+    def _bound(self):
+        """The generated functions bound to this thread's arrays (made on the thread's first call)."""
+        if threading.get_ident() == self._owner:
+            return self._main
+        fns = getattr(self._bindings, "fns", None)
+        if fns is None:
+            fns = self._bindings.fns = self._bind_fn(**self._bind_args)
+            with GRAD_LOCK:
+                self.n_bindings += 1
+        return fns
+
+    @property
+    def _forward(self):
+        return self._bound()[0]
+
+    @property
+    def _backward(self):
+        return self._bound()[1]
+
+    @property
+    def _step(self):
+        return self._bound()[2]
 
     # --- running -------------------------------------------------------------------------------------------
     def forward(self, arrays):
@@ -226,31 +293,21 @@ class Emitted:
                                       f"{type(e).__name__}: {e}", v.src)
 
 
-def _direct_calls(code, env):
-    """The code with ``np.f(`` calls bound to globals ``_np_f`` (one lookup instead of two per call; lines keep
-    their numbers, so the line -> value map still holds). ``plan.code`` shows the readable form."""
-    def bind(m):
-        env.setdefault(f"_np_{m.group(1)}", getattr(np, m.group(1)))
-        return f"_np_{m.group(1)}("
-    return re.sub(r"\bnp\.([A-Za-z_]\w*)\(", bind, code)
-
-
-def _bind_globals(code, env):
-    """Each function takes the plan's globals it reads (arrays, views, constants, numpy functions) as keyword
-    defaults, bound once when it is defined: local lookups in the hot path instead of global ones. Headers stay
-    one line each, so line numbers hold."""
-    lines = code.split("\n")
-    starts = [i for i, line in enumerate(lines) if line.startswith("def ")] + [len(lines)]
-    for i, j in zip(starts, starts[1:]):
-        used = set(re.findall(r"\b[A-Za-z_]\w*\b", "\n".join(lines[i + 1:j])))
-        names = sorted(n for n in used if n in env and not n.startswith("__"))
-        if not names:
+def _lines(lay, exprs, outs):
+    """The function's statements, read from its layout: a value written into its array (``expr_out``), or
+    computed into a variable of its own; variables nothing reads any more freed."""
+    out = []
+    for v in lay.steps:
+        if isinstance(v, list):
+            out.append((f"del {', '.join(v)}", None))
             continue
-        head = lines[i]
-        params = head[head.index("(") + 1:head.rindex(")")]
-        binds = ", ".join(f"{n}={n}" for n in names)
-        lines[i] = f"{head[:head.index('(')]}({params + ', ' if params else ''}*, {binds}):"
-    return "\n".join(lines)
+        kind, name = lay.place[id(v)], lay.names[id(v)]
+        args = [lay.names[id(a)] for a in v.args]
+        if kind in WRITTEN:
+            out.append((outs[id(v)](name, args), v))
+        elif kind == FRESH:
+            out.append((f"{name} = {exprs[id(v)](args)}", v))
+    return out
 
 
 def _memory_stats(fwd, bwd, saved, prog):

@@ -7,39 +7,54 @@ included, is dead (best fit among free segments, which merge; else the arena gro
 over an input that dies there (in place). A row or column stack (Concat) whose inputs are all computed here by elementwise ops, or are such
 stacks themselves, is never copied: each input is written straight into its slice of the stack's segment. Values
 handed back to the caller (outputs, returned gradients) and everything they are views of stay fresh arrays,
-which the caller owns. Views of blocks are made once, when the plan is built.
+which the caller owns. Views of blocks are made once per binding, in the prelude of the generated code.
+
+The result is a layout, not code: for each value, where it lives (``Layout.place``); emission writes the lines.
 """
 from __future__ import annotations
 
+import bisect
+import math
+
 import numpy as np
 
-from ..ops import Concat
+from ..ops import Concat, Param
+
+
+SEGMENT, STACK_SLICE, IN_PLACE, VIEW, STACK, FRESH = ("segment", "slice of a stack", "in place", "view",
+                                                     "stack", "fresh")
+WRITTEN = (SEGMENT, STACK_SLICE, IN_PLACE)   # computed into its array by the op's ``expr_out``
 
 
 class Layout:
-    """The result: a variable name and a line (or None) per value, and the arrays to preallocate."""
+    """Where each value of one function lives, and the arrays to preallocate.
+
+    ``place[id(value)]``: SEGMENT (a view of an arena segment), STACK_SLICE (its slice of a stack's array),
+    IN_PLACE (over an input that dies there), VIEW (a view of a preallocated array, made once per binding), STACK
+    (a stack whose pieces were written into it: nothing to compute) or FRESH (a variable of its own)."""
 
     def __init__(self):
         self.names = {}               # id(value) -> variable name (a preallocated array's name, or t<k>)
-        self.lines = []               # (code or None, value) in schedule order
+        self.place = {}               # id(value) -> one of the kinds above
+        self.steps = []               # value, or a list of variables to free (``del``), in schedule order
         self.buffer = {}              # id(value) -> the preallocated block it lives in (else its variable)
         self.arrays = {}              # arena name -> ((elements,), dtype): one flat array per dtype, made once
-        self.views = {}               # name -> (name of a block or view, function of that array giving the view)
+        self.views = {}               # name -> (name of an arena or a view, the expression of the view of it)
         self.derived = {}             # name -> (name of an array or view, op): a view op applied once, at build
         self.stacks_in_place = 0      # stacks whose pieces were written straight into them (no copy)
         self.in_place = 0             # values written over an input that died there
 
     def nbytes(self) -> int:
-        return sum(int(np.prod(s, dtype=np.int64)) * np.dtype(d).itemsize for s, d in self.arrays.values())
+        return sum(math.prod(s) * np.dtype(d).itemsize for s, d in self.arrays.values())
 
 
-def plan_memory(values, preset, keep, fresh, exprs, outs, prefix) -> Layout:
+def plan_memory(values, preset, keep, fresh, computed, writable, prefix) -> Layout:
     """Lay out one function. ``preset``: id -> name of values it receives (arguments, saved values);
     ``keep``: values live to its end; ``fresh``: values it returns (they and their bases are never reused);
-    ``exprs``/``outs``: id -> builder of the value's expression / of its statements writing into an array."""
+    ``computed``: ids of the values it computes; ``writable``: ids of those whose op can write into an array."""
     lay = Layout()
     lay.names.update(preset)
-    mine = {id(v) for v in values if exprs.get(id(v)) is not None}
+    mine = computed
     root = {}                                   # id -> id of the value owning its memory
     for v in values:
         if id(v) in mine and v.op.view and v.args:
@@ -47,7 +62,7 @@ def plan_memory(values, preset, keep, fresh, exprs, outs, prefix) -> Layout:
         else:
             root[id(v)] = id(v)
     fresh_roots = {root.get(id(v), id(v)) for v in fresh}
-    buffered = {id(v) for v in values if id(v) in mine and not v.op.view and outs.get(id(v)) is not None
+    buffered = {id(v) for v in values if id(v) in mine and not v.op.view and id(v) in writable
                 and id(v) not in fresh_roots and v.shape is not None}
     pieces = _stacked_in_place(values, buffered)
     stacks = {id(c) for c, _ in pieces.values()}
@@ -61,13 +76,12 @@ def plan_memory(values, preset, keep, fresh, exprs, outs, prefix) -> Layout:
         elif id(v) in mine and v.op.view and v.args:
             root[id(v)] = root.get(id(v.args[0]), id(v.args[0]))
     keep_ids = {id(k) for k in keep}
-    last = {}
+    last = {}                                   # root id -> the last step reading it (steps only grow)
     for i, v in enumerate(values):
-        r = root[id(v)]
-        last[r] = max(last.get(r, i), i)
+        last[root[id(v)]] = i
         for a in v.args:
-            ra = root.get(id(a), id(a))
-            last[ra] = max(last.get(ra, i), i)
+            ia = id(a)
+            last[root.get(ia, ia)] = i
     end = len(values)
     for k in keep:
         last[root.get(id(k), id(k))] = end
@@ -80,21 +94,21 @@ def plan_memory(values, preset, keep, fresh, exprs, outs, prefix) -> Layout:
 
     owner = {}                                  # root id -> (arena, offset, length) it holds
     fixed = set()                               # names bound once for the plan's life: arrays and their views
-    free_names, n_names = [], [0]
+    n_names = [0]
 
     arenas = {}                                 # dtype -> its _Arena
 
     def take(v):
         """A segment of v's dtype's arena for v (best fit among freed ones, else the arena grows) and the name
         of v's view of it."""
-        n, dt = int(np.prod(v.shape, dtype=np.int64)), np.dtype(v.dtype).str
+        n, dt = math.prod(v.shape), np.dtype(v.dtype).str
         if dt not in arenas:
             arenas[dt] = _Arena(f"{prefix}{len(arenas) + 1}", dt)
         arena = arenas[dt]
         off, length = arena.take(n)
         name = f"{arena.name}_{len(lay.views)}"
         shape = tuple(v.shape)
-        lay.views[name] = (arena.name, lambda a, off=off, n=n, shape=shape: a[off:off + n].reshape(shape))
+        lay.views[name] = (arena.name, f"{arena.name}[{off}:{off + n}].reshape({shape!r})")
         fixed.add(name)
         return (arena, off, length), name
 
@@ -102,9 +116,8 @@ def plan_memory(values, preset, keep, fresh, exprs, outs, prefix) -> Layout:
         d = c.op.dim % len(c.shape)
         start = sum(a.shape[d] for a in c.args[:slot])
         stop = start + c.args[slot].shape[d]
-        name = f"{array}_{d}_{start}_{stop}"
-        index = (slice(None),) * d + (slice(start, stop),)
-        lay.views[name] = (array, lambda a, index=index: a[index])
+        name = f"{array}_{d}s{slot}"          # structural: the same name at every batch size
+        lay.views[name] = (array, f"{array}[{':, ' * d}{start}:{stop}]")
         return name
 
     home_of = {}
@@ -120,49 +133,47 @@ def plan_memory(values, preset, keep, fresh, exprs, outs, prefix) -> Layout:
             fixed.add(home_of[id(c)])
         return home_of[id(c)]
 
-    def fresh_name():
-        if free_names:
-            return free_names.pop()
+    def fresh_name():                          # never reused: a name is one value (``del`` frees it)
         n_names[0] += 1
         return f"t{n_names[0]}"
 
     for i, v in enumerate(values):
-        make = exprs.get(id(v))
-        if make is None:                       # an argument or a seed: named already
-            continue
-        args = [lay.names[id(a)] for a in v.args]
         vid = id(v)
+        if vid not in mine:                    # an argument or a seed: named already
+            continue
         if vid in stacks:                      # a stack whose pieces were written into it
-            name, code = home(v), None
+            name, kind = home(v), STACK
         elif vid in pieces:
             c, slot = pieces[vid]
-            name = view_of(home(c), c, slot)
+            name, kind = view_of(home(c), c, slot), STACK_SLICE
             fixed.add(name)
-            code = outs[vid](name, args)
-        elif v.op.always_view and args[0] in fixed:
-            name, code = f"{prefix}v{len(lay.derived) + 1}", None   # a view of a preallocated array: made once
-            lay.derived[name] = (args[0], v.op)
+        elif v.op.always_view and lay.names[id(v.args[0])] in fixed:
+            name, kind = f"{prefix}v{len(lay.derived) + 1}", VIEW     # a view of a preallocated array
+            lay.derived[name] = (lay.names[id(v.args[0])], v.op)
             fixed.add(name)
         elif vid in buffered:
             over = _in_place(v, i, root, owner, last, keep_ids) if v.op.inplace else None
             if over is None:
                 owner[vid], name = take(v)
+                kind = SEGMENT
             else:
                 owner[vid], name = owner.pop(id(over)), lay.names[id(over)]
+                kind = IN_PLACE
                 lay.in_place += 1
-            code = outs[vid](name, args)
         else:
-            for a in {id(a): a for a in v.args}.values():
-                if value_last.get(id(a)) == i and id(a) not in preset and lay.names.get(id(a), "").startswith("t"):
-                    free_names.append(lay.names[id(a)])
-            name = fresh_name()
-            if vid not in value_last:          # unused (computed for its effect): free right away
-                free_names.append(name)
-            code = f"{name} = {make(args)}"
-        lay.names[vid] = name
+            name, kind = fresh_name(), FRESH
+        lay.names[vid], lay.place[vid] = name, kind
         held = owner.get(root.get(vid, vid))
         lay.buffer[vid] = f"{held[0].name}[{held[1]}:]" if held else name
-        lay.lines.append((code, v))
+        lay.steps.append(v)
+        # arrays of the function's own variables that nothing reads any more: freed now (views keep their base;
+        # a parameter's data is the parameter's)
+        dead = [lay.names[id(a)] for a in {id(a): a for a in v.args}.values() if value_last.get(id(a)) == i
+                and id(a) not in preset and lay.names.get(id(a), "").startswith("t") and not isinstance(a.op, Param)]
+        if vid not in value_last and name.startswith("t"):    # unused (computed for its effect)
+            dead.append(name)
+        if dead:
+            lay.steps.append(dead)
         for r in {root.get(id(a), id(a)) for a in v.args} | {root[vid]}:
             if last.get(r) == i and r in owner:     # dead: its segment is free for later values
                 arena, off, length = owner.pop(r)
@@ -173,40 +184,50 @@ def plan_memory(values, preset, keep, fresh, exprs, outs, prefix) -> Layout:
 
 class _Arena:
     """One flat array per dtype, carved into segments while planning: a value takes the best-fitting freed
-    segment, else the arena grows; freed neighbours merge. Segments start on 64-byte boundaries."""
+    segment (the shortest that fits, the first of those), else the arena grows; freed neighbours merge. Segments
+    start on 64-byte boundaries. Free segments are kept twice, by offset (to merge) and by length (to fit):
+    both found by bisection."""
     ALIGN = 16                                  # elements
 
     def __init__(self, name, dtype):
-        self.name, self.dtype, self.size, self.free = name, dtype, 0, []   # free: sorted (offset, length)
+        self.name, self.dtype, self.size = name, dtype, 0
+        self.free, self.by_length = [], []      # sorted (offset, length); the same as sorted (length, offset)
+
+    def _drop(self, k):
+        off, length = self.free.pop(k)
+        del self.by_length[bisect.bisect_left(self.by_length, (length, off))]
+        return off, length
+
+    def _add(self, k, off, length):
+        self.free.insert(k, (off, length))
+        bisect.insort(self.by_length, (length, off))
 
     def take(self, n):
         n = max(self.ALIGN, -(-n // self.ALIGN) * self.ALIGN)
-        fits = [k for k, (_, length) in enumerate(self.free) if length >= n]
-        if fits:
-            k = min(fits, key=lambda k: self.free[k][1])
-            off, length = self.free[k]
-            if length == n:
-                del self.free[k]
-            else:
-                self.free[k] = (off + n, length - n)
+        j = bisect.bisect_left(self.by_length, (n, -1))
+        if j < len(self.by_length):
+            length, off = self.by_length[j]
+            k = bisect.bisect_left(self.free, (off,))
+            self._drop(k)
+            if length > n:
+                self._add(k, off + n, length - n)
             return off, n
         if self.free and sum(self.free[-1]) == self.size:    # a free tail: grow it
-            off, _ = self.free.pop()
+            off, _ = self._drop(len(self.free) - 1)
         else:
             off = self.size
         self.size = off + n
         return off, n
 
     def give(self, off, n):
-        k = 0
-        while k < len(self.free) and self.free[k][0] < off:
-            k += 1
-        self.free.insert(k, (off, n))
-        if k + 1 < len(self.free) and off + n == self.free[k + 1][0]:          # merge with the next
-            self.free[k] = (off, n + self.free.pop(k + 1)[1])
+        k = bisect.bisect_left(self.free, (off,))                            # the first free segment after off
+        if k < len(self.free) and off + n == self.free[k][0]:                  # merge with the next
+            n += self._drop(k)[1]
         if k > 0 and sum(self.free[k - 1]) == off:                             # and with the previous
-            prev = self.free.pop(k - 1)
-            self.free[k - 1] = (prev[0], prev[1] + self.free[k - 1][1])
+            off, length = self._drop(k - 1)
+            n += length
+            k -= 1
+        self._add(k, off, n)
 
 
 def _in_place(v, i, root, owner, last, keep_ids):

@@ -277,9 +277,15 @@ class Module:
         _bump()
         return self
 
+    #: attributes, besides the mode and the dtype, whose values change what a module lowers to (a criterion's
+    #: reduction, say); plans key on them too, so setting one at any time takes effect at the next run
+    compile_attrs: tuple = ()
+
     def mode_key(self) -> tuple:
-        """What this module and the modules inside it compile differently for: each one's mode and dtype."""
-        return tuple([(d["train"], d["_dtype"]) for d in [m.__dict__ for m in self.modules()]])
+        """What this module and the modules inside it compile differently for: each one's mode, dtype and
+        ``compile_attrs``."""
+        return tuple([(m.__dict__["train"], m.__dict__["_dtype"], *[getattr(m, a) for a in m.compile_attrs])
+                      for m in self.modules()])
 
     def _set_dtype(self, dtype):
         dtype = np.dtype(dtype)

@@ -16,6 +16,7 @@ class Criterion(Module):
     """Called on (prediction, target) nodes it makes the loss node; run directly it speaks torch7:
     ``crit.forward(input, target)`` is the loss, ``crit.backward(input, target)`` its gradient w.r.t. input."""
     arity = 2
+    compile_attrs = ("size_average",)
 
     def __init__(self, size_average: bool = True):
         super().__init__()
@@ -29,7 +30,7 @@ class Criterion(Module):
     @size_average.setter
     def size_average(self, value):
         object.__setattr__(self, "_size_average", bool(value))
-        _bump()                 # compiled plans key on it: the next run compiles the new reduction
+        _bump()                 # plans read their modules' compile_attrs again: the next run uses the new reduction
         self._record()
 
     sizeAverage = size_average

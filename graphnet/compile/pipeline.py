@@ -1,19 +1,41 @@
-"""The compiler's pipeline for one signature: passes for the level, memory plan, emit."""
+"""The compiler's pipeline for one signature: the passes of the level, then the memory plan and emission.
+
+Statistics are kept here, the same for every pass: its name, the nodes after it and its seconds
+(``stats["pass_seconds"]``; ``stats["passes"]`` keeps (name, nodes)). Under ``gn.debug()`` every pass's
+output is checked by ``ir.lint``.
+"""
 from __future__ import annotations
 
 import time
 
+from ..debug import active as _debug_active
 from .emit import Emitted
-from .passes import PASSES
+from .ir import lint
+from .passes import passes_for
+
+
+def run_passes(prog, level: int, backend: str = "numpy", check: bool = False):
+    """The program after the level's passes (for ``backend``), and [(name, nodes after, seconds)]."""
+    done = []
+    for p in passes_for(level, backend):
+        t0 = time.perf_counter()
+        prog = p(prog)
+        done.append((p.__name__, len(prog.values), time.perf_counter() - t0))
+        if check:
+            lint(prog, after=p.__name__)
+    return prog, done
 
 
 def build_executable(prog, level: int, train: bool = False):
-    stats = {"nodes_lowered": len(prog.values), "passes": []}
+    stats = {"nodes_lowered": len(prog.values)}
     t0 = time.perf_counter()
-    for p in PASSES[level]:
-        prog = p(prog)
-        stats["passes"].append((p.__name__, len(prog.values)))
+    prog, done = run_passes(prog, level, check=_debug_active())
+    stats["passes"] = [(name, n) for name, n, _ in done]
+    stats["pass_seconds"] = done
     stats["nodes"] = len(prog.values)
+    t1 = time.perf_counter()
     exe = Emitted(prog, stats, train=train)
-    exe.stats["passes_emit_seconds"] = time.perf_counter() - t0
+    t2 = time.perf_counter()
+    exe.stats["emit_seconds"] = t2 - t1
+    exe.stats["passes_emit_seconds"] = t2 - t0
     return exe

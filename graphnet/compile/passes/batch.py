@@ -211,8 +211,12 @@ def best_order(items, positions, existing=NO_STACKS, grad=frozenset(), partial=T
         if made is not None:
             orders.append(sorted(items, key=lambda v: made.index(v.args[j].id)))
     orders.append(list(items))
-    best = None
+    best, tried = None, set()
     for order in orders:                       # the cost first; the copying stacks only for the winner
+        seen = tuple(v.id for v in order)      # many positions give few distinct orders of few items
+        if seen in tried:
+            continue
+        tried.add(seen)
         frees = {j: _free_stack([v.args[j] for v in order], order[0].src, existing, partial) for j in positions}
         copies = sum(f is None for f in frees.values())
         if best is None or copies < best[2]:

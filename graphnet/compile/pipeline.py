@@ -6,6 +6,7 @@ output is checked by ``ir.lint``.
 """
 from __future__ import annotations
 
+import gc
 import time
 
 from ..debug import active as _debug_active
@@ -27,6 +28,18 @@ def run_passes(prog, level: int, backend: str = "numpy", check: bool = False):
 
 
 def build_executable(prog, level: int, train: bool = False):
+    # the IR is a DAG of plain objects, no cycles to collect: the cyclic collector would otherwise walk every
+    # live value again and again while the passes allocate, a cost that grows with the square of the graph
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return _build(prog, level, train)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _build(prog, level, train):
     stats = {"nodes_lowered": len(prog.values)}
     t0 = time.perf_counter()
     prog, done = run_passes(prog, level, check=_debug_active())

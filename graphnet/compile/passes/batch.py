@@ -149,18 +149,38 @@ def _free_stack(vals, src, existing, partial):
 
 
 def _runs(vals, src, existing, partial):
-    """The values as maximal runs that each stack for free, one piece per run."""
+    """The values as maximal runs that each stack for free, one piece per run. A run that goes on as row
+    blocks of one array in order, or as the next arguments of a stack made already, is extended without
+    checking it whole again (the check that follows would say free): linear in the values, not quadratic."""
     out, i = [], 0
     while i < len(vals):
-        j, best = i + 1, vals[i]
+        j = i + 1
+        block, made = row_block(vals[i]), None
         while j < len(vals):
-            s = _free_stack(vals[i:j + 1], src, existing, partial)
-            if s is None:
+            b = row_block(vals[j])
+            if block is not None and b is not None and b[0] is block[0] and b[1] == block[1] + block[2]:
+                block, j = b, j + 1           # the next rows of the same array
+                continue
+            if made is not None and made[1] < len(made[0]) and made[0][made[1]] == vals[j].id:
+                made, j = (made[0], made[1] + 1), j + 1      # the next argument of a stack made already
+                continue
+            if _free_stack(vals[i:j + 1], src, existing, partial) is None:
                 break
-            best, j = s, j + 1
-        out.append(best)
+            block = None                      # the run is no longer row blocks in order
+            made = _run_of_made(vals[i:j + 1], existing) if partial else None
+            j += 1
+        out.append(vals[i] if j == i + 1 else _free_stack(vals[i:j], src, existing, partial))
         i = j
     return out
+
+
+def _run_of_made(vals, existing):
+    """(arguments of a stack made already, where ``vals`` ends in them) if ``vals`` is a run of its arguments."""
+    ids = tuple(v.id for v in vals)
+    for key, k, _ in existing.by_arg.get(ids[0], ()):
+        if key[k:k + len(ids)] == ids:
+            return key, k + len(ids)
+    return None
 
 
 def _node_order(v):

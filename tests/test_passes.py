@@ -230,7 +230,7 @@ def _lstm_arrays(rng, T):
 
 def _products_of_two_forward_values(prog):
     """Products computed by backward whose two factors no gradient flows into."""
-    from graphnet.compile.passes.products import _context
+    from graphnet.compile.passes.factors import phases as _context
     free, _ = _context(prog)
     forward = {v.id for v in prog.forward_values()}
     return sum(isinstance(v.op, ops.Mul) and v.id not in forward and all(a.id in free for a in v.args)
@@ -287,7 +287,7 @@ def test_shared_transposes_transpose_a_weight_once(rng):
 
 def test_stack_is_free_for_blocks_and_runs_of_existing_stacks_and_copies_few_pieces():
     from graphnet.compile.ir import Value
-    from graphnet.compile.passes.batch import Stacks, stack
+    from graphnet.compile.passes.stacking import Stacks, stack
     leaf = lambda: Value(ops.Arg(0, (2, 3), F8), (), (2, 3), F8, None)
     a, b, c, d = leaf(), leaf(), leaf(), leaf()
     base = Value(ops.Concat(0), (a, b, c), (6, 3), F8, None)

@@ -1,8 +1,8 @@
 """The compiler's pipeline for one signature: the passes of the level, then the memory plan and emission.
 
 Statistics are kept here, the same for every pass: its name, the nodes after it and its seconds
-(``stats["pass_seconds"]``; ``stats["passes"]`` keeps (name, nodes)). Under ``gn.debug()`` every pass's
-output is checked by ``ir.lint``.
+(``stats["pass_seconds"]``; ``stats["passes"]`` keeps (name, nodes)). Under ``gn.debug()``, or with
+``CHECK_IR`` set (the test suite sets it), every pass's output is checked by ``ir.lint``.
 """
 from __future__ import annotations
 
@@ -14,9 +14,13 @@ from .emit import Emitted
 from .ir import lint
 from .passes import passes_for
 
+CHECK_IR = False        # lint the IR after every pass even outside gn.debug()
+
 
 def run_passes(prog, level: int, backend: str = "numpy", check: bool = False):
     """The program after the level's passes (for ``backend``), and [(name, nodes after, seconds)]."""
+    if check:
+        lint(prog, after="lowering")
     done = []
     for p in passes_for(level, backend):
         t0 = time.perf_counter()
@@ -42,7 +46,7 @@ def build_executable(prog, level: int, train: bool = False):
 def _build(prog, level, train):
     stats = {"nodes_lowered": len(prog.values)}
     t0 = time.perf_counter()
-    prog, done = run_passes(prog, level, check=_debug_active())
+    prog, done = run_passes(prog, level, check=CHECK_IR or _debug_active())
     stats["passes"] = [(name, n) for name, n, _ in done]
     stats["pass_seconds"] = done
     stats["nodes"] = len(prog.values)

@@ -7,27 +7,23 @@ already the row slices of one array, in order (a previous batch's output): so a 
 ``log_softmax(h_t @ W + b)`` at every time step, the derivatives of the gates at every step in backward) is
 batched link by link, one call per link instead of one per time step.
 
-``hoist_invariants``: a bias added to a row block is moved next to it, so the block sums batch too.
-``sum_of_reductions``: a sum of means (or sums) over the row blocks of one array is one mean over the array.
-
 All algebra on the IR, not pattern matching on layers.
 """
 from collections import defaultdict
 
-from ...ops import Add, AddN, Mean, Scale, Slice, Sum
-from ..ir import Value
-from ..lower import clone
-from .batch import Stacks, best_order, finish, gradient_ids, new_values, row_block as _row_slice, use_counts
+from ...ops import Slice
+from ..ir import Value, clone, finish, gradient_ids, resolve
+from .stacking import Stacks, best_order, new_values
 
 MAX_ROUNDS = 16
 
 
 def _pattern(v, patterns):
-    """``Op.row_pattern`` of v, cached by value id (shapes do not change under rewriting)."""
+    """``Op.row_pattern`` of v, cached by value id (shapes do not change under rewriting); None for no rows."""
     pat = patterns.get(v.id, False)
     if pat is False:
         pat = None
-        if v.args and v.op.pure and v.shape and all(a.shape is not None for a in v.args):
+        if v.args and v.op.pure and v.shape and v.shape[0] and all(a.shape is not None for a in v.args):
             pat = v.op.row_pattern(*[a.shape for a in v.args])
             pat = pat if pat is not None and any(pat) else None
         patterns[v.id] = pat
@@ -92,10 +88,6 @@ def _one_round(p, patterns):
               for phase in (True, False)}
     sub, new, n_merged = {}, [], 0
 
-    def resolve(a):
-        while a.id in sub:
-            a = sub[a.id]
-        return a
     def select(members, pattern):
         """The members one application can compute: same shared inputs, none depending on another."""
         fixed = [a for a, r in zip(members[0].args, pattern) if not r]
@@ -151,7 +143,7 @@ def _one_round(p, patterns):
     for group in sorted(groups, key=lambda g: order[g[0].id]):
         pattern = patterns[group[0].id]
         for m in group:
-            m.args = tuple(resolve(a) for a in m.args)
+            m.args = tuple(resolve(sub, a) for a in m.args)
         chosen, mask = select(group, pattern)
         if len(chosen) < 2:
             continue
@@ -170,96 +162,3 @@ def batch_rows(prog):
             break
     p.meta["batched_groups"] = p.meta.get("batched_groups", 0) + merged     # for plan.stats()
     return p
-
-
-# --- invariant addends next to row blocks ---------------------------------------------------------------------
-
-def _addends(v, users, rooted, scalar=False):
-    """The terms of the addition tree under v, through single-use additions (``scalar``: of scalars only)."""
-    out = []
-    for a in v.args:
-        if isinstance(a.op, (Add, AddN)) and users[a.id] == 1 and a.id not in rooted and \
-                (not scalar or a.shape == () and all(x.shape == () for x in a.args)):
-            out += _addends(a, users, rooted, scalar)
-        else:
-            out.append(a)
-    return out
-
-
-def hoist_invariants(prog):
-    """X[block] + u + b, with b the same for every row (a bias) -> (X[block] + b) + u.
-
-    Summed with a row block, the bias is added once to all of X once the block sums are batched (the input
-    projection of every time step plus both biases of a recurrent cell: one addition, not one per step).
-    """
-    p = clone(prog)
-    users = use_counts(p.values)
-    rooted = {v.id for v in p.outputs + p.input_grads + p.param_grads if v is not None}
-    user = {a.id: u for u in p.values for a in u.args}
-    sub, new = {}, []
-    for v in p.values:
-        if not isinstance(v.op, (Add, AddN)) or not v.shape or (users[v.id] == 1 and v.id not in rooted
-                                                               and isinstance(user[v.id].op, (Add, AddN))):
-            continue                                  # only the root of an addition tree
-        terms = _addends(v, users, rooted)
-        block = next((i for i, t in enumerate(terms) if _row_slice(t) is not None and t.shape == v.shape), None)
-        fixed = [i for i, t in enumerate(terms) if len(t.shape) < len(v.shape)]
-        if block is None or not fixed or len(terms) == 1 + len(fixed):
-            continue
-        inner = Value(AddN(), tuple(terms[i] for i in [block] + fixed), v.shape, v.dtype, v.src)
-        rest = tuple(t for i, t in enumerate(terms) if i != block and i not in fixed)
-        outer = Value(AddN(), (inner,) + rest, v.shape, v.dtype, v.src)
-        new += [inner, outer]
-        sub[v.id] = outer
-    return finish(p, new, sub)
-
-
-# --- sums of reductions ---------------------------------------------------------------------------------------
-
-def _reduction_term(t, users):
-    """(coefficient, kind, base, start, rows) for t = c * mean/sum of a row block of base, else None."""
-    c = 1.0
-    while isinstance(t.op, Scale) and users[t.args[0].id] == 1:
-        c *= t.op.c
-        t = t.args[0]
-    if not isinstance(t.op, (Mean, Sum)) or t.op.axes is not None or users[t.id] > 1:
-        return None
-    b = _row_slice(t.args[0])
-    return None if b is None else (c, type(t.op), b[0], b[1], b[2])
-
-
-def sum_of_reductions(prog):
-    """sum_i c * mean(X[block_i]) over equal blocks tiling X -> c * k * mean(X) (likewise for sums)."""
-    p = clone(prog)
-    users = use_counts(p.values)
-    rooted = {v.id for v in p.outputs + p.input_grads + p.param_grads if v is not None}
-    sub, new = {}, []
-    for v in list(p.values):
-        if not isinstance(v.op, (Add, AddN)) or v.shape != () or (users[v.id] == 1 and v.id not in rooted):
-            continue                                  # only the root of an addition tree
-        terms = _addends(v, users, rooted, scalar=True)
-        groups, rest = defaultdict(list), []
-        for t in terms:
-            r = _reduction_term(t, users)
-            if r is None:
-                rest.append(t)
-            else:
-                groups[(r[0], r[1], r[2].id, r[4])].append((t, r))
-        changed = False
-        for (c, kind, _, n), members in groups.items():
-            base = members[0][1][2]
-            starts = sorted(r[3] for _, r in members)
-            if len(members) < 2 or starts != list(range(0, base.shape[0], n)) or len(starts) * n != base.shape[0]:
-                rest += [t for t, _ in members]
-                continue
-            red = Value(kind(None, False), (base,), (), v.dtype, v.src)
-            term = Value(Scale(c * (len(members) if kind is Mean else 1)), (red,), (), v.dtype, v.src)
-            new += [red, term]
-            rest.append(term)
-            changed = True
-        if changed:
-            total = rest[0] if len(rest) == 1 else Value(AddN(), tuple(rest), (), v.dtype, v.src)
-            if len(rest) > 1:
-                new.append(total)
-            sub[v.id] = total
-    return finish(p, new, sub)

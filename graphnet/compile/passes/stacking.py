@@ -92,33 +92,76 @@ def _free_stack(vals, src, existing, partial):
 
 
 def _runs(vals, src, existing, partial):
-    """The values as maximal runs that each stack for free, one piece per run. A run that goes on as row
-    blocks of one array in order, or as the next arguments of a stack made already, is extended without
-    checking it whole again (the check that follows would say free): linear in the values, not quadratic."""
+    """The values as maximal runs that each stack for free, one piece per run. A growing run is checked one
+    value at a time (``_Run``), not whole again at every step: linear in the values, not quadratic."""
     out, i = [], 0
     while i < len(vals):
-        j = i + 1
-        block, made = row_block(vals[i]), None
+        j, run = i + 1, _Run([vals[i]], existing, partial)
         while j < len(vals):
-            b = row_block(vals[j])
-            if block is not None and b is not None and b[0] is block[0] and b[1] == block[1] + block[2]:
-                block, j = b, j + 1           # the next rows of the same array
-                continue
-            if made is not None and made[1] < len(made[0]) and made[0][made[1]] == vals[j].id:
-                made, j = (made[0], made[1] + 1), j + 1      # the next argument of a stack made already
-                continue
-            if _free_stack(vals[i:j + 1], src, existing, partial) is None:
-                break
-            block = None                      # the run is no longer row blocks in order
-            made = _run_of_made(vals[i:j + 1], existing) if partial else None
+            if not run.extend(vals[j]):
+                if _free_stack(vals[i:j + 1], src, existing, partial) is None:
+                    break
+                run = _Run(vals[i:j + 1], existing, partial)   # free in a way the kinds kept did not see
             j += 1
         out.append(vals[i] if j == i + 1 else _free_stack(vals[i:j], src, existing, partial))
         i = j
     return out
 
 
+class _Run:
+    """Why a run of values stacks for free, kept while it grows by one value: row blocks of one array in order
+    (``block``: the last), arguments of a stack made already in order (``made``: its key, the next index), one
+    column slice of values that stack for free (``cols``, ``inner``: the run of what they slice), constants.
+    ``extend`` says True only where ``_free_stack`` would find the longer run free; False may still be free
+    (the caller then checks the run whole)."""
+
+    def __init__(self, vals, existing, partial):
+        self.existing, self.partial = existing, partial
+        blocks = [row_block(v) for v in vals]
+        self.block = blocks[-1] if all(blocks) and all(
+            b[0] is blocks[0][0] and b[1] == p[1] + p[2] for p, b in zip(blocks, blocks[1:])) else None
+        self.made = _run_of_made(vals, existing) if partial else None
+        cols = {_cols(v) for v in vals}
+        self.cols = cols.pop() if len(cols) == 1 else None
+        self.inner = None
+        if self.cols is not None:
+            inner = [v.args[0] for v in vals]
+            if len(inner) == 1 or _free_stack(inner, None, existing, partial) is not None:
+                self.inner = _Run(inner, existing, partial)
+            else:
+                self.cols = None
+        self.const = all(isinstance(v.op, Const) for v in vals)
+
+    def extend(self, v):
+        ok = False
+        b = row_block(v)
+        if self.block is not None and b is not None and b[0] is self.block[0] and b[1] == sum(self.block[1:]):
+            self.block, ok = b, True
+        else:
+            self.block = None
+        key, k = self.made if self.made is not None else ((), 0)
+        if k < len(key) and key[k] == v.id:
+            self.made, ok = (key, k + 1), True
+        else:
+            self.made = None
+        if self.cols is not None and _cols(v) == self.cols and self.inner.extend(v.args[0]):
+            ok = True
+        else:
+            self.cols = None
+        self.const = self.const and isinstance(v.op, Const)
+        return ok or self.const
+
+
+def _cols(v):
+    """(dim, start, length) of a column slice (dim not 0), else None."""
+    if not isinstance(v.op, Slice):
+        return None
+    d = v.op.dim % len(v.shape)
+    return (d, v.op.start, v.op.length) if d != 0 and v.op.start >= 0 and v.op.length > 0 else None
+
+
 def _run_of_made(vals, existing):
-    """(arguments of a stack made already, where ``vals`` ends in them) if ``vals`` is a run of its arguments."""
+    """(arguments of a stack made already, the index after ``vals`` in them) if ``vals`` is a run of them."""
     ids = tuple(v.id for v in vals)
     for key, k, _ in existing.by_arg.get(ids[0], ()):
         if key[k:k + len(ids)] == ids:

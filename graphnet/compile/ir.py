@@ -239,8 +239,13 @@ def gradient_ids(values) -> set:
     """Ids of the values a gradient flows into (descendants of a seed): made in reverse time order."""
     grad = set()
     for v in values:
-        if isinstance(v.op, Seed) or any(a.id in grad for a in v.args):
+        if isinstance(v.op, Seed):
             grad.add(v.id)
+            continue
+        for a in v.args:
+            if a.id in grad:
+                grad.add(v.id)
+                break
     return grad
 
 

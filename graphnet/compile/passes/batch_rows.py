@@ -19,13 +19,15 @@ MAX_ROUNDS = 16
 
 
 def _pattern(v, patterns):
-    """``Op.row_pattern`` of v, cached by value id (shapes do not change under rewriting); None for no rows."""
+    """(``Op.row_pattern`` of v, what else a group must share: op, dtypes) or None, cached by value id (ops,
+    shapes and dtypes do not change under rewriting); None for no rows."""
     pat = patterns.get(v.id, False)
     if pat is False:
         pat = None
         if v.args and v.op.pure and v.shape and v.shape[0] and all(a.shape is not None for a in v.args):
             pat = v.op.row_pattern(*[a.shape for a in v.args])
-            pat = pat if pat is not None and any(pat) else None
+            pat = (pat, (v.op.key(), v.dtype.str, tuple(a.dtype.str for a in v.args))) \
+                if pat is not None and any(pat) else None
         patterns[v.id] = pat
     return pat
 
@@ -34,12 +36,11 @@ def _candidates(values, fwd, patterns):
     """Groups of values that one batched application could compute, keyed by what must be equal."""
     groups = defaultdict(list)
     for v in values:
-        pattern = _pattern(v, patterns)
-        if pattern is None:
+        cached = _pattern(v, patterns)
+        if cached is None:
             continue
-        key = (v.op.key(), id(v) in fwd, v.dtype.str, pattern,
-               tuple(a.shape if r else a.id for a, r in zip(v.args, pattern)),
-               tuple(a.dtype.str for a in v.args))
+        pattern, same = cached
+        key = (same, v.id in fwd, pattern, tuple([a.shape if r else a.id for a, r in zip(v.args, pattern)]))
         groups[key].append(v)
     return [g for g in groups.values() if len(g) > 1]
 
@@ -77,14 +78,14 @@ class _Ancestry:
 def _one_round(p, patterns):
     values = list(p.values)
     present = {v.id for v in values}
-    fwd = {id(v) for v in p.forward_values()}
+    fwd = {v.id for v in p.forward_values()}
     # stacks to share, by phase: a forward value may not read a stack that backward makes
-    existing = {True: Stacks([v for v in values if id(v) in fwd]), False: Stacks(values)}
+    existing = {True: Stacks([v for v in values if v.id in fwd]), False: Stacks(values)}
     grad = gradient_ids(values)
     order = {v.id: i for i, v in enumerate(values)}
     groups = _candidates(values, fwd, patterns)
-    graphs = {phase: _Ancestry([v for v in values if (id(v) in fwd) == phase],
-                               {m.id for g in groups if (id(g[0]) in fwd) == phase for m in g})
+    graphs = {phase: _Ancestry([v for v in values if (v.id in fwd) == phase],
+                               {m.id for g in groups if (g[0].id in fwd) == phase for m in g})
               for phase in (True, False)}
     sub, new, n_merged = {}, [], 0
 
@@ -92,7 +93,7 @@ def _one_round(p, patterns):
         """The members one application can compute: same shared inputs, none depending on another."""
         fixed = [a for a, r in zip(members[0].args, pattern) if not r]
         chosen, mask, above = [], 0, 0
-        graph = graphs[id(members[0]) in fwd]
+        graph = graphs[members[0].id in fwd]
         for m in members:
             if any(a is not f for a, f in zip((a for a, r in zip(m.args, pattern) if not r), fixed)):
                 continue                      # a shared input was itself batched: next round
@@ -106,7 +107,7 @@ def _one_round(p, patterns):
     def merge(chosen, mask, pattern, ordered):
         chosen, stacks, copies = ordered
         first = chosen[0]
-        graph = graphs[id(first) in fwd]
+        graph = graphs[first.id in fwd]
         if (0 if first.op.view else len(chosen) - 1) - copies <= 0 and (copies or not first.op.view):
             return 0                          # no numpy call saved
         for j, r in enumerate(pattern):       # a stack cut from a larger one also waits for the rest of it
@@ -131,9 +132,9 @@ def _one_round(p, patterns):
         for v in made:
             present.add(v.id)
             graph.add(v)
-            if id(first) in fwd:
-                fwd.add(id(v))
-        for phase in (True, False) if id(first) in fwd else (False,):
+            if first.id in fwd:
+                fwd.add(v.id)
+        for phase in (True, False) if first.id in fwd else (False,):
             existing[phase].add(made)
         new.extend(made)
         graph.merged(mask, big)
@@ -141,13 +142,13 @@ def _one_round(p, patterns):
 
     # earlier groups first, so that a chain of row-wise ops is batched link by link within one round
     for group in sorted(groups, key=lambda g: order[g[0].id]):
-        pattern = patterns[group[0].id]
+        pattern = patterns[group[0].id][0]
         for m in group:
             m.args = tuple(resolve(sub, a) for a in m.args)
         chosen, mask = select(group, pattern)
         if len(chosen) < 2:
             continue
-        ordered = best_order(chosen, [j for j, r in enumerate(pattern) if r], existing[id(chosen[0]) in fwd], grad)
+        ordered = best_order(chosen, [j for j, r in enumerate(pattern) if r], existing[chosen[0].id in fwd], grad)
         n_merged += merge(chosen, mask, pattern, ordered)
     return finish(p, new, sub), n_merged
 

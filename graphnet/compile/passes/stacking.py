@@ -55,7 +55,7 @@ def stack(vals, src, existing=NO_STACKS, partial=True):
 
 def _free_stack(vals, src, existing, partial):
     blocks = [row_block(v) for v in vals]
-    if all(blocks) and len({id(b[0]) for b in blocks}) == 1:
+    if all(blocks) and len({b[0].id for b in blocks}) == 1:
         base, start = blocks[0][0], blocks[0][1]
         at = start
         for _, s, n in blocks:

@@ -7,6 +7,7 @@ import numpy as np
 
 from .errors import GraphError, GraphnetError, caller_site
 from .node import APPLY, Node
+from .ops.leaf import draw_from
 
 DEFAULT_DTYPE = np.dtype(np.float32)
 _rng = np.random.default_rng()
@@ -32,6 +33,9 @@ def manual_seed(seed: int) -> None:
 def rng() -> np.random.Generator:
     """The generator behind initialisation and Dropout (reset by ``manual_seed``)."""
     return _rng
+
+
+draw_from(rng)
 
 
 class Parameter:

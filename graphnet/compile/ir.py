@@ -214,11 +214,12 @@ def users(values) -> dict:
     """Value.id -> the values that read it (once each, in program order)."""
     out = defaultdict(list)
     for v in values:
-        seen = set()
-        for a in v.args:
-            if a.id not in seen:
-                seen.add(a.id)
-                out[a.id].append(v)
+        args = v.args
+        if len(args) == 1:
+            out[args[0].id].append(v)
+        elif args:
+            for aid in dict.fromkeys([a.id for a in args]):
+                out[aid].append(v)
     return out
 
 
@@ -254,9 +255,7 @@ def toposort(values) -> list:
     (networkx's lexicographical_topological_sort keyed on position gives the same order, three times slower)."""
     pos = {v.id: i for i, v in enumerate(values)}
     readers = users(values)
-    indeg = {}
-    for v in values:
-        indeg[v.id] = len({a.id for a in v.args}) if len(v.args) > 1 else len(v.args)
+    indeg = {v.id: len(v.args) if len(v.args) < 2 else len({a.id for a in v.args}) for v in values}
     ready = [(pos[v.id], v) for v in values if not indeg[v.id]]
     heapq.heapify(ready)
     out = []

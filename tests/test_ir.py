@@ -164,3 +164,15 @@ def test_debug_lints_every_pass(monkeypatch):
     with gn.debug():
         gn.compile(model).forward(np.zeros((5, 6)), np.zeros(5, np.int64))
     assert seen == ["lowering"] + [p.__name__ for p in passes_for(2)]
+
+
+def test_toposort_is_networkx_lexicographical_order_by_position():
+    import networkx as nx
+    model, sig = _unrolled("gru")
+    values = lower(model, sig).values
+    shuffled = values[len(values) // 2:] + values[:len(values) // 2]
+    pos = {v.id: i for i, v in enumerate(shuffled)}
+    g = nx.DiGraph()
+    g.add_nodes_from(pos)
+    g.add_edges_from((a.id, v.id) for v in shuffled for a in v.args)
+    assert [v.id for v in toposort(shuffled)] == list(nx.lexicographical_topological_sort(g, key=pos.__getitem__))

@@ -52,27 +52,38 @@ class _Ancestry:
     so each phase tracks its own values and its own members' bits (half the width, a quarter of the work)."""
 
     def __init__(self, values, members):
-        self.bit, self.anc, self.members, self.values = {}, {}, members, []
+        self.bit, self.anc, self.members = {}, {}, members
+        self.users = defaultdict(list)        # Value.id -> the values of this phase reading it
+        self.replaced = {}                    # id of a row slice of a batched value -> the member it replaced
         for v in values:
             self.add(v)
 
     def add(self, v):
-        anc, bit = self.anc, self.bit
+        anc, bit, users = self.anc, self.bit, self.users
         m = 0
         for a in v.args:
             m |= anc.get(a.id, 0) | bit.get(a.id, 0)
+            users[a.id].append(v)
         anc[v.id] = m
         if v.id in self.members:
             bit[v.id] = 1 << len(bit)
-        self.values.append(v)
 
-    def merged(self, members_mask, big):
-        """Every value downstream of a member now also depends on the batched value (and its inputs)."""
-        add = self.anc[big.id]
-        anc = self.anc
-        for v in self.values:
-            if anc[v.id] & members_mask:
-                anc[v.id] |= add
+    def merged(self, chosen, big):
+        """Every value downstream of a chosen member now also depends on the batched value (and its inputs).
+        Downstream is walked, not searched for: through the readers of each value, and from a row slice of a
+        batched value on to the readers of the member it replaced."""
+        add, anc, users, replaced = self.anc[big.id], self.anc, self.users, self.replaced
+        todo, seen = [u for c in chosen for u in users.get(c.id, ())], set()
+        while todo:
+            v = todo.pop()
+            if v.id in seen:
+                continue
+            seen.add(v.id)
+            anc[v.id] |= add
+            todo += users.get(v.id, ())
+            r = replaced.get(v.id)
+            if r is not None:
+                todo += users.get(r.id, ())
 
 
 def _one_round(p, patterns):
@@ -129,6 +140,7 @@ def _one_round(p, patterns):
             piece = Value(Slice(0, i * rows, rows), (big,), m.shape, m.dtype, m.src)
             made.append(piece)
             sub[m.id] = piece
+            graph.replaced[piece.id] = m
         for v in made:
             present.add(v.id)
             graph.add(v)
@@ -137,7 +149,7 @@ def _one_round(p, patterns):
         for phase in (True, False) if first.id in fwd else (False,):
             existing[phase].add(made)
         new.extend(made)
-        graph.merged(mask, big)
+        graph.merged(chosen, big)
         return 1
 
     # earlier groups first, so that a chain of row-wise ops is batched link by link within one round

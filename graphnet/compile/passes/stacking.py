@@ -206,7 +206,8 @@ def best_order(items, positions, existing=NO_STACKS, grad=frozenset(), partial=T
     for j in positions:
         made = existing.by_set.get(frozenset(v.args[j].id for v in items))
         if made is not None:
-            orders.append(sorted(items, key=lambda v: made.index(v.args[j].id)))
+            at = {a: i for i, a in enumerate(made)}
+            orders.append(sorted(items, key=lambda v: at[v.args[j].id]))
     orders.append(list(items))
     best, tried = None, set()
     for order in orders:                       # the cost first; the copying stacks only for the winner

@@ -71,7 +71,8 @@ class _Ancestry:
     def merged(self, chosen, big):
         """Every value downstream of a chosen member now also depends on the batched value (and its inputs).
         Downstream is walked, not searched for: through the readers of each value, and from a row slice of a
-        batched value on to the readers of the member it replaced."""
+        batched value on to the readers of the member it replaced; not past a value that depends on all of it
+        already (ancestry only grows along an edge, so everything below does too)."""
         add, anc, users, replaced = self.anc[big.id], self.anc, self.users, self.replaced
         todo, seen = [u for c in chosen for u in users.get(c.id, ())], set()
         while todo:
@@ -79,7 +80,10 @@ class _Ancestry:
             if v.id in seen:
                 continue
             seen.add(v.id)
-            anc[v.id] |= add
+            grown = anc[v.id] | add
+            if grown == anc[v.id]:
+                continue                      # depends on all of it already: so does everything below it
+            anc[v.id] = grown
             todo += users.get(v.id, ())
             r = replaced.get(v.id)
             if r is not None:

@@ -2,8 +2,8 @@
 
 Statistics are kept here, the same for every pass: its name, the nodes after it and its CPU seconds
 (``stats["pass_seconds"]``; ``stats["passes"]`` keeps (name, nodes)): CPU time, not wall time, so that a busy
-machine does not inflate them. Under ``gn.debug()``, or with
-``CHECK_IR`` set (the test suite sets it), every pass's output is checked by ``ir.lint``.
+machine does not inflate them. Under ``gn.debug()``, or with ``CHECK_IR`` set (the test suite sets it), every
+pass's output is checked by ``ir.lint``. ``backend`` picks the passes meant for one code generator too.
 """
 from __future__ import annotations
 
@@ -32,22 +32,23 @@ def run_passes(prog, level: int, backend: str = "numpy", check: bool = False):
     return prog, done
 
 
-def build_executable(prog, level: int, train: bool = False):
+def build_executable(prog, level: int, train: bool = False, backend: str = "numpy"):
+    """The executable plan of ``prog`` at ``level``: the passes, then the memory plan and the emitted code."""
     # the IR is a DAG of plain objects, no cycles to collect: the cyclic collector would otherwise walk every
     # live value again and again while the passes allocate, a cost that grows with the square of the graph
-    paused = gc.isenabled()
+    was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _build(prog, level, train)
+        return _build(prog, level, train, backend)
     finally:
-        if paused:
+        if was_enabled:
             gc.enable()
 
 
-def _build(prog, level, train):
+def _build(prog, level, train, backend):
     stats = {"nodes_lowered": len(prog.values)}
     t0 = time.process_time()
-    prog, done = run_passes(prog, level, check=CHECK_IR or _debug_active())
+    prog, done = run_passes(prog, level, backend, check=CHECK_IR or _debug_active())
     stats["passes"] = [(name, n) for name, n, _ in done]
     stats["pass_seconds"] = done
     stats["nodes"] = len(prog.values)

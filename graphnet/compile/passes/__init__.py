@@ -37,7 +37,7 @@ class Step(NamedTuple):
 
 PIPELINE = [
     Step(dce, 1, "lowering and autodiff leave gradients nobody asked for: drop them before anyone looks"),
-    Step(fold_constants, 1, "constant subgraphs (scales, shapes of the criterion) become one Const each"),
+    Step(fold_constants, 1, "a pure op on constants alone is computed once, before simplify and cse compare values"),
     Step(simplify, 1, "no-op Scales/Reshapes/Transposes go, summed Unslices become Concats: fewer, plainer values"),
     Step(cse, 1, "after simplify, equal values look equal: merge them"),
     Step(distribute_over_stacks, 2, "splits products of stacks into per-piece gradient x forward products..."),

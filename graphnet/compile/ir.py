@@ -12,6 +12,8 @@ invariants every pass must keep.
 """
 from __future__ import annotations
 
+import contextlib
+import gc
 import heapq
 import itertools
 from collections import defaultdict
@@ -131,6 +133,20 @@ def ancestors(values, targets):
         if v.id in need:
             need.update(a.id for a in v.args)
     return [v for v in values if v.id in need]
+
+
+@contextlib.contextmanager
+def collector_paused():
+    """The cyclic garbage collector off while IR is built or rewritten (then back as it was): the IR is a DAG of
+    plain objects with no cycles to collect, and the collector would otherwise walk every live value again and
+    again while passes allocate, a cost that grows with the square of the graph."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 # --- rewriting ------------------------------------------------------------------------------------------------

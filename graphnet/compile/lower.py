@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from ..ops import Arg, Param
 from .autodiff import differentiate, is_float
-from .ir import Builder, Program, Value  # noqa: F401  (Program, Value: read from here too)
+from .ir import Builder, Program, Value, collector_paused  # noqa: F401  (Program, Value: read from here too)
 
 
 def lower(module, signature, wrt_inputs=None, seeded=None) -> Program:
@@ -12,6 +12,11 @@ def lower(module, signature, wrt_inputs=None, seeded=None) -> Program:
     ``wrt_inputs``: which inputs want a gradient (default: every float input); ``seeded``: which outputs
     backward starts from (default: every float output).
     """
+    with collector_paused():
+        return _lower(module, signature, wrt_inputs, seeded)
+
+
+def _lower(module, signature, wrt_inputs, seeded):
     b = Builder()
     args = [b(Arg(i, shape, dtype)) for i, (shape, dtype) in enumerate(signature)]
     out = module.lower(b, *args)

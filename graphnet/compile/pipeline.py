@@ -7,12 +7,11 @@ pass's output is checked by ``ir.lint``. ``backend`` picks the passes meant for 
 """
 from __future__ import annotations
 
-import gc
 import time
 
 from ..debug import active as _debug_active
 from .emit import Emitted
-from .ir import lint
+from .ir import collector_paused, lint
 from .passes import passes_for
 
 CHECK_IR = False        # lint the IR after every pass even outside gn.debug()
@@ -34,15 +33,8 @@ def run_passes(prog, level: int, backend: str = "numpy", check: bool = False):
 
 def build_executable(prog, level: int, train: bool = False, backend: str = "numpy"):
     """The executable plan of ``prog`` at ``level``: the passes, then the memory plan and the emitted code."""
-    # the IR is a DAG of plain objects, no cycles to collect: the cyclic collector would otherwise walk every
-    # live value again and again while the passes allocate, a cost that grows with the square of the graph
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with collector_paused():
         return _build(prog, level, train, backend)
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _build(prog, level, train, backend):

@@ -158,7 +158,7 @@ def test_debug_lints_every_pass(monkeypatch):
     seen = []
     monkeypatch.setattr(pipeline, "CHECK_IR", False)
     monkeypatch.setattr(pipeline, "lint", lambda prog, after=None: seen.append(after))
-    model, sig = _mlp()
+    model, _ = _mlp()
     gn.compile(model).forward(np.zeros((5, 6)), np.zeros(5, np.int64))
     assert seen == []
     with gn.debug():

@@ -62,8 +62,12 @@ class _Ancestry:
         anc, bit, users = self.anc, self.bit, self.users
         m = 0
         for a in v.args:
-            m |= anc.get(a.id, 0) | bit.get(a.id, 0)
             users[a.id].append(v)
+            up, own = anc.get(a.id, 0), bit.get(a.id, 0)
+            if up:
+                m = m | up if m else up       # shared, not copied, where one argument brings it all
+            if own:
+                m |= own
         anc[v.id] = m
         if v.id in self.members:
             bit[v.id] = 1 << len(bit)

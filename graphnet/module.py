@@ -8,6 +8,7 @@ import numpy as np
 
 from .errors import GraphError, GraphnetError, InputError, caller_site, node_error
 from .node import APPLY, Node
+from .ops.leaf import draw_from
 
 DEFAULT_DTYPE = np.dtype(np.float32)
 _MODE_ATTRS = frozenset(("train", "_dtype"))     # what plans compile for, besides shapes and dtypes of inputs
@@ -36,6 +37,9 @@ def manual_seed(seed: int) -> None:
 def rng() -> np.random.Generator:
     """The generator behind initialisation and Dropout (reset by ``manual_seed``)."""
     return _rng
+
+
+draw_from(rng)
 
 
 class Parameter:

@@ -8,6 +8,15 @@ settings.register_profile("graphnet", max_examples=15, deadline=None, derandomiz
 settings.load_profile("graphnet")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def lint_ir_after_every_pass():
+    """Every compile in the suite checks the IR's invariants after each pass (ir.lint)."""
+    from graphnet.compile import pipeline
+    pipeline.CHECK_IR = True
+    yield
+    pipeline.CHECK_IR = False
+
+
 @pytest.fixture
 def rng():
     """A seeded generator: tests never depend on time or global state."""

@@ -1,5 +1,6 @@
 """Each compiler pass alone: what it changes in the IR, and that the program still computes the same values."""
 import numpy as np
+import pytest
 
 import graphnet as gn
 from graphnet import nn, ops
@@ -230,7 +231,7 @@ def _lstm_arrays(rng, T):
 
 def _products_of_two_forward_values(prog):
     """Products computed by backward whose two factors no gradient flows into."""
-    from graphnet.compile.passes.products import _context
+    from graphnet.compile.passes.factors import phases as _context
     free, _ = _context(prog)
     forward = {v.id for v in prog.forward_values()}
     return sum(isinstance(v.op, ops.Mul) and v.id not in forward and all(a.id in free for a in v.args)
@@ -287,7 +288,7 @@ def test_shared_transposes_transpose_a_weight_once(rng):
 
 def test_stack_is_free_for_blocks_and_runs_of_existing_stacks_and_copies_few_pieces():
     from graphnet.compile.ir import Value
-    from graphnet.compile.passes.batch import Stacks, stack
+    from graphnet.compile.passes.stacking import Stacks, stack
     leaf = lambda: Value(ops.Arg(0, (2, 3), F8), (), (2, 3), F8, None)
     a, b, c, d = leaf(), leaf(), leaf(), leaf()
     base = Value(ops.Concat(0), (a, b, c), (6, 3), F8, None)
@@ -301,3 +302,52 @@ def test_stack_is_free_for_blocks_and_runs_of_existing_stacks_and_copies_few_pie
     s, copied = stack([blocks[0], blocks[1], d, blocks[2]], None)
     assert copied and isinstance(s.op, ops.Concat) and len(s.args) == 3   # one piece per free run
     assert isinstance(s.args[0].op, ops.Slice) and s.args[0].shape == (4, 3)
+
+
+def _runs_checked_whole(vals, existing, partial):
+    """The cutting into free runs, each run checked whole at every step (quadratic): what ``_runs`` must match."""
+    from graphnet.compile.passes.stacking import _free_stack
+    out, i = [], 0
+    while i < len(vals):
+        j, best = i + 1, vals[i]
+        while j < len(vals) and _free_stack(vals[i:j + 1], None, existing, partial) is not None:
+            best, j = _free_stack(vals[i:j + 1], None, existing, partial), j + 1
+        out.append(best)
+        i = j
+    return out
+
+
+@pytest.mark.parametrize("partial", [True, False])
+def test_runs_grown_value_by_value_cut_as_whole_checks_do(partial):
+    """Random mixes of row blocks, arguments of stacks made already, column slices of both, and constants."""
+    from graphnet.compile.ir import Value
+    from graphnet.compile.passes.stacking import Stacks, _runs
+    leaf = lambda: Value(ops.Arg(0, (2, 4), F8), (), (2, 4), F8, None)       # noqa: E731
+    xs = [leaf() for _ in range(6)]
+    made = Value(ops.Concat(0), tuple(xs[:4]), (8, 4), F8, None)
+    base = Value(ops.Arg(1, (8, 4), F8), (), (8, 4), F8, None)
+    blocks = [Value(ops.Slice(0, 2 * i, 2), (base,), (2, 4), F8, None) for i in range(4)]
+    cols = [Value(ops.Slice(1, 1, 2), (v,), (2, 2), F8, None) for v in blocks + xs]
+    consts = [Value(ops.Const(np.full((2, 4), float(i))), (), (2, 4), F8, None) for i in range(3)]
+    wide, narrow = blocks + xs + consts, cols + [Value(ops.Const(np.zeros((2, 2))), (), (2, 2), F8, None)]
+    existing = Stacks([made])
+
+    def sig(v, pool):
+        return v.id if v in pool else (v.op.key() if not isinstance(v.op, ops.Const) else v.op.value.tobytes(),
+                                       tuple(sig(a, pool) for a in v.args))
+    r = np.random.default_rng(7)
+    for trial in range(300):
+        pool = wide if trial % 2 else narrow
+        runs_of = [blocks, xs, cols[:4], cols[4:]]
+        vals = []
+        while len(vals) < 12:                 # favour runs in order, so that long free runs occur
+            if r.random() < 0.6:
+                seq = runs_of[r.integers(len(runs_of))]
+                k = r.integers(len(seq))
+                vals += seq[k:k + r.integers(1, 5)]
+            else:
+                vals.append(pool[r.integers(len(pool))])
+        vals = [v for v in vals if v.shape == vals[0].shape][:12]
+        got = _runs(vals, None, existing, partial)
+        want = _runs_checked_whole(vals, existing, partial)
+        assert [sig(v, vals) for v in got] == [sig(v, vals) for v in want], trial

@@ -17,34 +17,34 @@ def differentiate(b, outputs, wrt, seeded=None):
     Contributions to one value are summed once, by a single AddN.
     """
     forward = list(b.values)
-    wanted = {id(w) for w in wrt if is_float(w)}
+    wanted = {w.id for w in wrt if is_float(w)}
     needs = set(wanted)                       # ids of values that depend on something in wrt
     for v in forward:
-        if id(v) not in needs and is_float(v) and any(id(a) in needs for a in v.args):
-            needs.add(id(v))
+        if v.id not in needs and is_float(v) and any(a.id in needs for a in v.args):
+            needs.add(v.id)
 
     seeds, contrib = [], {}
     for i, o in enumerate(outputs):
         s = b(Seed(i, o.shape, o.dtype)) if is_float(o) and (seeded is None or seeded[i]) else None
         seeds.append(s)
-        if s is not None and id(o) in needs:
-            contrib.setdefault(id(o), []).append(s)
+        if s is not None and o.id in needs:
+            contrib.setdefault(o.id, []).append(s)
 
     total = {}
     for v in reversed(forward):
-        parts = contrib.pop(id(v), None)
+        parts = contrib.pop(v.id, None)
         if parts is None:
             continue
         b.push(v.src)
         try:
             g = parts[0] if len(parts) == 1 else b(AddN(), *parts)
-            total[id(v)] = g
+            total[v.id] = g
             if not v.args:
                 continue
             grads = v.op.vjp(b, g, v, *v.args)
         finally:
             b.pop()
         for a, ga in zip(v.args, grads):
-            if ga is not None and id(a) in needs:
-                contrib.setdefault(id(a), []).append(ga)
-    return seeds, [total.get(id(w)) for w in wrt]
+            if ga is not None and a.id in needs:
+                contrib.setdefault(a.id, []).append(ga)
+    return seeds, [total.get(w.id) for w in wrt]

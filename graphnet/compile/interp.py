@@ -12,23 +12,23 @@ def run_values(values, env):
     """Compute each value from its arguments into ``env`` (id -> array); errors name the graph node."""
     finite = check_finite_enabled()
     for v in values:
-        if id(v) in env:
+        if v.id in env:
             continue
         op = v.op
         if isinstance(op, Param):
-            env[id(v)] = op.param.data
+            env[v.id] = op.param.data
             continue
         if isinstance(op, (Arg, Seed)):
             raise InputError(f"no value bound for {op!r}")
         try:
-            env[id(v)] = out = op.forward(*[env[id(a)] for a in v.args])
+            env[v.id] = out = op.forward(*[env[a.id] for a in v.args])
             if finite and not np.all(np.isfinite(out)):
                 bad = "NaN" if np.isnan(out).any() else "Inf"
                 raise node_error(InputError, f"{op!r} produced {bad} (gn.debug(check_finite=True))", v.src)
         except GraphnetError:
             raise
         except Exception as e:          # numpy's own error: say which node of the user's graph failed
-            shapes = ", ".join(str(tuple(env[id(a)].shape)) for a in v.args)
+            shapes = ", ".join(str(tuple(env[a.id].shape)) for a in v.args)
             raise node_error(InputError, f"while executing {op!r} on inputs of shapes ({shapes}): "
                                          f"{type(e).__name__}: {e}", v.src) from e
 
@@ -43,24 +43,24 @@ class Interpreter:
 
     def forward(self, arrays):
         p = self.program
-        env = {id(a): x for a, x in zip(p.args, arrays)}
+        env = {a.id: x for a, x in zip(p.args, arrays)}
         run_values(self.fwd, env)
-        return [env[id(o)] for o in p.outputs], env
+        return [env[o.id] for o in p.outputs], env
 
     def backward(self, env, grads):
         p = self.program
         env = dict(env)
         for s, g in zip(p.seeds, grads):
             if s is not None:
-                env[id(s)] = g
+                env[s.id] = g
         run_values(self.bwd, env)
         for (param, _), g in zip(p.params, p.param_grads):
             if g is not None:
-                param.grad += env[id(g)]
+                param.grad += env[g.id]
         out = []
         for a, g in zip(p.args, p.input_grads):
             if g is not None:
-                out.append(np.array(env[id(g)], copy=True))
+                out.append(np.array(env[g.id], copy=True))
             elif a.dtype.kind == "f":
                 out.append(np.zeros(a.shape, a.dtype))
             else:

@@ -5,6 +5,15 @@ import numpy as np
 
 from .base import Op
 
+_generator = np.random.default_rng      # what DropoutMask draws from: a function giving a numpy Generator
+
+
+def draw_from(get_generator) -> None:
+    """Where random ops draw from: ``get_generator()`` gives the numpy Generator to use at each run. The layer
+    that owns the generator (graphnet.module: ``manual_seed``) registers it here, so ops import nothing above."""
+    global _generator
+    _generator = get_generator
+
 
 class Leaf(Op):
     arity = 0
@@ -87,6 +96,5 @@ class DropoutMask(Leaf):
         return (("p", self.p), ("shape", self._shape))
 
     def forward(self):
-        from ..module import rng
-        keep = rng().random(self._shape) >= self.p
+        keep = _generator().random(self._shape) >= self.p
         return keep.astype(self._dtype) * self._dtype.type(1.0 / (1.0 - self.p))

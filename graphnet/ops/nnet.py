@@ -7,18 +7,32 @@ from .base import Op, dim_eq, norm_dim
 from ..errors import ShapeMismatch
 
 
-class Softmax(Op):
-    """y = exp(x - max) / sum(exp(x - max)) along ``axis``"""
-    family = "nnet"
+class _AlongAxis(Op):
+    """The softmax family: ops along ``axis``, row by row unless the axis is the rows' own."""
 
     def __init__(self, axis=-1):
         self.axis = int(axis)
 
     def row_pattern(self, *xs): return _along(self.axis, xs)
 
+
+class _Normalizer(_AlongAxis):
+    family = "nnet"
+
     def shape(self, x):
         norm_dim(self.axis, len(x))
         return x
+
+
+class _NormalizerGrad(_AlongAxis):
+    """The gradient of a normalizer from its output y and the incoming gradient g."""
+    arity = 2
+    grad_only = True
+    family = "grad"
+
+
+class Softmax(_Normalizer):
+    """y = exp(x - max) / sum(exp(x - max)) along ``axis``"""
 
     def forward(self, x):
         e = np.exp(x - x.max(axis=self.axis, keepdims=True))
@@ -28,34 +42,16 @@ class Softmax(Op):
     def vjp(self, b, g, y, x): return (b(SoftmaxGrad(self.axis), g, y),)
 
 
-class SoftmaxGrad(Op):
+class SoftmaxGrad(_NormalizerGrad):
     """y (g - sum(g y)): the gradient of Softmax from its output"""
-    arity = 2
-    grad_only = True
-    family = "grad"
-
-    def __init__(self, axis):
-        self.axis = int(axis)
-
-    def row_pattern(self, *xs): return _along(self.axis, xs)
 
     def forward(self, g, y):
         gy = g * y
         return gy - y * gy.sum(axis=self.axis, keepdims=True)
 
 
-class LogSoftmax(Op):
+class LogSoftmax(_Normalizer):
     """y = x - max - log(sum(exp(x - max))) along ``axis``"""
-    family = "nnet"
-
-    def __init__(self, axis=-1):
-        self.axis = int(axis)
-
-    def row_pattern(self, *xs): return _along(self.axis, xs)
-
-    def shape(self, x):
-        norm_dim(self.axis, len(x))
-        return x
 
     def forward(self, x):
         z = x - x.max(axis=self.axis, keepdims=True)
@@ -65,16 +61,8 @@ class LogSoftmax(Op):
     def vjp(self, b, g, y, x): return (b(LogSoftmaxGrad(self.axis), g, y),)
 
 
-class LogSoftmaxGrad(Op):
+class LogSoftmaxGrad(_NormalizerGrad):
     """g - exp(y) sum(g): the gradient of LogSoftmax from its output"""
-    arity = 2
-    grad_only = True
-    family = "grad"
-
-    def __init__(self, axis):
-        self.axis = int(axis)
-
-    def row_pattern(self, *xs): return _along(self.axis, xs)
 
     def forward(self, g, y):
         return g - np.exp(y) * g.sum(axis=self.axis, keepdims=True)

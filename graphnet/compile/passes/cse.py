@@ -1,6 +1,6 @@
 """Common subexpressions: two pure values with the same op and the same arguments become one."""
 from ...ops import Arg, Param, Seed
-from ..lower import clone, substitute
+from ..ir import clone, substitute
 
 
 def cse(prog):

@@ -1,5 +1,5 @@
 """Dead code: drop values that no output and no wanted gradient needs."""
-from ..lower import clone, prune
+from ..ir import clone, prune
 
 
 def dce(prog):

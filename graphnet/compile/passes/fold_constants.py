@@ -2,8 +2,7 @@
 import numpy as np
 
 from ...ops import Const
-from ..ir import Value
-from ..lower import clone, substitute
+from ..ir import Value, clone, substitute
 
 
 def fold_constants(prog):

@@ -1,72 +1,15 @@
-"""Batching helpers, and sums of weight-gradient GEMMs folded into one GEMM.
+"""Values stacked by rows, shared by the batching passes (``batch_rows``, ``sum_of_gemms``).
 
-- ``sum_of_gemms``: sum_i A_i^T B_i (weight gradients of a shared weight, one per use) -> [A_1; ...]^T [B_1; ...],
-  and sum_i of column sums (bias gradients) -> one column sum over the stacked rows.
-- ``stack``/``best_order``/``Stacks``: values stacked by rows, for free where they are already (row blocks of
-  one array, a stack the program makes or rows of one, a column slice of values that stack for free), else one
-  copy of as few pieces as possible; shared with the other batching passes.
-- ``finish``, ``toposort``, ``use_counts``, ``gradient_ids``: what every rewriting pass needs.
-
-Algebra, not pattern matching on layers; values are reordered afterwards by a stable topological sort.
+``stack``/``best_order``/``Stacks``: values stacked by rows, for free where they are already (row blocks of one
+array, a stack the program makes or rows of one, a column slice of values that stack for free), else one copy of
+as few pieces as possible. Algebra, not pattern matching on layers.
 """
-import heapq
 from collections import defaultdict
 
 import numpy as np
 
-from ...ops import AddN, Concat, Const, MatMul, Seed, Slice, Sum
+from ...ops import Concat, Const, Slice
 from ..ir import Value
-from ..lower import clone, prune, rewire
-
-MIN_GROUP = 2
-
-
-def toposort(values):
-    """Stable topological order: each value as early as its original position allows, after its args."""
-    pos = {v.id: i for i, v in enumerate(values)}
-    users = defaultdict(list)
-    indeg = {}
-    for v in values:
-        indeg[v.id] = len({a.id for a in v.args})
-        for a in {a.id: a for a in v.args}.values():
-            users[a.id].append(v)
-    ready = [(pos[v.id], v.id, v) for v in values if indeg[v.id] == 0]
-    heapq.heapify(ready)
-    out = []
-    while ready:
-        _, _, v = heapq.heappop(ready)
-        out.append(v)
-        for u in users[v.id]:
-            indeg[u.id] -= 1
-            if indeg[u.id] == 0:
-                heapq.heappush(ready, (pos[u.id], u.id, u))
-    if len(out) != len(values):
-        done = {v.id for v in out}
-        left = [v for v in values if v.id not in done]
-        missing = [a for v in left for a in v.args if a.id not in {u.id for u in values}]
-        raise AssertionError(f"cycle introduced by batching: {len(left)} values stuck, e.g. {left[:3]}; "
-                             f"args not in the program: {missing[:3]}")
-    return out
-
-
-def finish(p, new, sub):
-    """Add ``new`` values, send every use of a value in ``sub`` (id -> value) to its replacement, restore a
-    topological order and drop what is dead: how every rewriting pass ends."""
-    if not sub and not new:
-        return p
-    p.values = p.values + new
-    p = rewire(p, sub)
-    p.values = toposort(p.values)
-    return prune(p)
-
-
-def use_counts(values):
-    """How many times each value (by id) is an argument."""
-    users = defaultdict(int)
-    for v in values:
-        for a in v.args:
-            users[a.id] += 1
-    return users
 
 
 def row_block(v):
@@ -112,7 +55,7 @@ def stack(vals, src, existing=NO_STACKS, partial=True):
 
 def _free_stack(vals, src, existing, partial):
     blocks = [row_block(v) for v in vals]
-    if all(blocks) and len({id(b[0]) for b in blocks}) == 1:
+    if all(blocks) and len({b[0].id for b in blocks}) == 1:
         base, start = blocks[0][0], blocks[0][1]
         at = start
         for _, s, n in blocks:
@@ -149,18 +92,81 @@ def _free_stack(vals, src, existing, partial):
 
 
 def _runs(vals, src, existing, partial):
-    """The values as maximal runs that each stack for free, one piece per run."""
+    """The values as maximal runs that each stack for free, one piece per run. A growing run is checked one
+    value at a time (``_Run``), not whole again at every step: linear in the values, not quadratic."""
     out, i = [], 0
     while i < len(vals):
-        j, best = i + 1, vals[i]
+        j, run = i + 1, _Run([vals[i]], existing, partial)
         while j < len(vals):
-            s = _free_stack(vals[i:j + 1], src, existing, partial)
-            if s is None:
-                break
-            best, j = s, j + 1
-        out.append(best)
+            if not run.extend(vals[j]):
+                if _free_stack(vals[i:j + 1], src, existing, partial) is None:
+                    break
+                run = _Run(vals[i:j + 1], existing, partial)   # free in a way the kinds kept did not see
+            j += 1
+        out.append(vals[i] if j == i + 1 else _free_stack(vals[i:j], src, existing, partial))
         i = j
     return out
+
+
+class _Run:
+    """Why a run of values stacks for free, kept while it grows by one value: row blocks of one array in order
+    (``block``: the last), arguments of a stack made already in order (``made``: its key, the next index), one
+    column slice of values that stack for free (``cols``, ``inner``: the run of what they slice), constants.
+    ``extend`` says True only where ``_free_stack`` would find the longer run free; False may still be free
+    (the caller then checks the run whole)."""
+
+    def __init__(self, vals, existing, partial):
+        self.existing, self.partial = existing, partial
+        blocks = [row_block(v) for v in vals]
+        self.block = blocks[-1] if all(blocks) and all(
+            b[0] is blocks[0][0] and b[1] == p[1] + p[2] for p, b in zip(blocks, blocks[1:])) else None
+        self.made = _run_of_made(vals, existing) if partial else None
+        cols = {_cols(v) for v in vals}
+        self.cols = cols.pop() if len(cols) == 1 else None
+        self.inner = None
+        if self.cols is not None:
+            inner = [v.args[0] for v in vals]
+            if len(inner) == 1 or _free_stack(inner, None, existing, partial) is not None:
+                self.inner = _Run(inner, existing, partial)
+            else:
+                self.cols = None
+        self.const = all(isinstance(v.op, Const) for v in vals)
+
+    def extend(self, v):
+        ok = False
+        b = row_block(v)
+        if self.block is not None and b is not None and b[0] is self.block[0] and b[1] == sum(self.block[1:]):
+            self.block, ok = b, True
+        else:
+            self.block = None
+        key, k = self.made if self.made is not None else ((), 0)
+        if k < len(key) and key[k] == v.id:
+            self.made, ok = (key, k + 1), True
+        else:
+            self.made = None
+        if self.cols is not None and _cols(v) == self.cols and self.inner.extend(v.args[0]):
+            ok = True
+        else:
+            self.cols = None
+        self.const = self.const and isinstance(v.op, Const)
+        return ok or self.const
+
+
+def _cols(v):
+    """(dim, start, length) of a column slice (dim not 0), else None."""
+    if not isinstance(v.op, Slice):
+        return None
+    d = v.op.dim % len(v.shape)
+    return (d, v.op.start, v.op.length) if d != 0 and v.op.start >= 0 and v.op.length > 0 else None
+
+
+def _run_of_made(vals, existing):
+    """(arguments of a stack made already, the index after ``vals`` in them) if ``vals`` is a run of them."""
+    ids = tuple(v.id for v in vals)
+    for key, k, _ in existing.by_arg.get(ids[0], ()):
+        if key[k:k + len(ids)] == ids:
+            return key, k + len(ids)
+    return None
 
 
 def _node_order(v):
@@ -176,15 +182,6 @@ def new_values(v, present):
             out += new_values(a, present)
         out.append(v)
     return out
-
-
-def gradient_ids(values):
-    """Ids of the values a gradient flows into (descendants of a seed): made in reverse time order."""
-    grad = set()
-    for v in values:
-        if isinstance(v.op, Seed) or any(a.id in grad for a in v.args):
-            grad.add(v.id)
-    return grad
 
 
 def best_order(items, positions, existing=NO_STACKS, grad=frozenset(), partial=True):
@@ -209,10 +206,15 @@ def best_order(items, positions, existing=NO_STACKS, grad=frozenset(), partial=T
     for j in positions:
         made = existing.by_set.get(frozenset(v.args[j].id for v in items))
         if made is not None:
-            orders.append(sorted(items, key=lambda v: made.index(v.args[j].id)))
+            at = {a: i for i, a in enumerate(made)}
+            orders.append(sorted(items, key=lambda v: at[v.args[j].id]))
     orders.append(list(items))
-    best = None
+    best, tried = None, set()
     for order in orders:                       # the cost first; the copying stacks only for the winner
+        seen = tuple(v.id for v in order)      # many positions give few distinct orders of few items
+        if seen in tried:
+            continue
+        tried.add(seen)
         frees = {j: _free_stack([v.args[j] for v in order], order[0].src, existing, partial) for j in positions}
         copies = sum(f is None for f in frees.values())
         if best is None or copies < best[2]:
@@ -223,55 +225,3 @@ def best_order(items, positions, existing=NO_STACKS, grad=frozenset(), partial=T
     stacks = {j: f if f is not None else stack([v.args[j] for v in order], order[0].src, existing, partial)[0]
               for j, f in frees.items()}
     return order, stacks, copies
-
-
-def sum_of_gemms(prog):
-    p = clone(prog)
-    users = use_counts(p.values)
-    rooted = {v.id for v in p.outputs + p.input_grads + p.param_grads if v is not None}
-
-    def private(a):                  # used by this sum alone: safe to fold away
-        return users[a.id] == 1 and a.id not in rooted
-
-    sub, inserted = {}, []
-    present = {v.id for v in p.values}
-    existing = Stacks(p.values)
-    grad = gradient_ids(p.values)
-    for v in list(p.values):
-        if not isinstance(v.op, AddN):
-            continue
-        gemms = [a for a in v.args if isinstance(a.op, MatMul) and a.op.ta and not a.op.tb and private(a)
-                 and len(a.args[0].shape) == 2 and len(a.args[1].shape) == 2]
-        sums = [a for a in v.args if isinstance(a.op, Sum) and a.op.axes in (0, (0,)) and not a.op.keepdims
-                and len(a.args[0].shape) == 2 and private(a)]
-        parts = [a for a in v.args if a not in gemms and a not in sums]
-        if len(gemms) >= MIN_GROUP:
-            # rows of a larger stack make the sum wait for all of it: only where nothing waits for the sum
-            _, st, _ = best_order(gemms, [0, 1], existing, grad, partial=not users[v.id])
-            parts.append(Value(MatMul(True, False), (st[0], st[1]), v.shape, v.dtype, v.src))
-            for x in (st[0], st[1]):
-                for y in new_values(x, present):
-                    present.add(y.id)
-                    inserted.append(y)
-            inserted.append(parts[-1])
-            existing.add([st[0], st[1]])
-        else:
-            parts += gemms
-        if len(sums) >= MIN_GROUP:
-            _, st, _ = best_order(sums, [0], existing, grad, partial=not users[v.id])
-            parts.append(Value(Sum(0, False), (st[0],), v.shape, v.dtype, v.src))
-            for y in new_values(st[0], present):
-                present.add(y.id)
-                inserted.append(y)
-            inserted.append(parts[-1])
-            existing.add([st[0]])
-        else:
-            parts += sums
-        if len(parts) != len(v.args):
-            v.args = tuple(parts)
-    if not inserted:
-        return p
-    for v in p.values:               # a one-argument sum is its argument
-        if isinstance(v.op, AddN) and len(v.args) == 1:
-            sub[v.id] = v.args[0]
-    return finish(p, inserted, sub)

@@ -1,0 +1,185 @@
+"""Row batching: k independent applications of one row-wise op become one application on stacked rows.
+
+An op that works row by row along dim 0 (``Op.row_pattern``: elementwise ops, softmax along the last dim, class
+picking, ``x @ W``) applied to k inputs of one shape, none depending on another's result, is computed once on
+the inputs stacked by rows; each result is a row slice of the one output. Stacking is free when the inputs are
+already the row slices of one array, in order (a previous batch's output): so a chain of such ops (the head
+``log_softmax(h_t @ W + b)`` at every time step, the derivatives of the gates at every step in backward) is
+batched link by link, one call per link instead of one per time step.
+
+All algebra on the IR, not pattern matching on layers.
+"""
+from collections import defaultdict
+
+from ...ops import Slice
+from ..ir import Value, clone, finish, gradient_ids, resolve
+from .stacking import Stacks, best_order, new_values
+
+MAX_ROUNDS = 16
+
+
+def _pattern(v, patterns):
+    """(``Op.row_pattern`` of v, what else a group must share: op, dtypes) or None, cached by value id (ops,
+    shapes and dtypes do not change under rewriting); None for no rows."""
+    pat = patterns.get(v.id, False)
+    if pat is False:
+        pat = None
+        if v.args and v.op.pure and v.shape and v.shape[0] and all(a.shape is not None for a in v.args):
+            pat = v.op.row_pattern(*[a.shape for a in v.args])
+            pat = (pat, (v.op.key(), v.dtype.str, tuple(a.dtype.str for a in v.args))) \
+                if pat is not None and any(pat) else None
+        patterns[v.id] = pat
+    return pat
+
+
+def _candidates(values, fwd, patterns):
+    """Groups of values that one batched application could compute, keyed by what must be equal."""
+    groups = defaultdict(list)
+    for v in values:
+        cached = _pattern(v, patterns)
+        if cached is None:
+            continue
+        pattern, same = cached
+        key = (same, v.id in fwd, pattern, tuple([a.shape if r else a.id for a, r in zip(v.args, pattern)]))
+        groups[key].append(v)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+class _Ancestry:
+    """Ancestor sets as bitmasks, one bit per candidate member, kept exact while values are merged.
+
+    One per phase: a forward value never depends on a backward one, and a group is all forward or all backward,
+    so each phase tracks its own values and its own members' bits (half the width, a quarter of the work)."""
+
+    def __init__(self, values, members):
+        self.bit, self.anc, self.members = {}, {}, members
+        self.users = defaultdict(list)        # Value.id -> the values of this phase reading it
+        self.replaced = {}                    # id of a row slice of a batched value -> the member it replaced
+        for v in values:
+            self.add(v)
+
+    def add(self, v):
+        anc, bit, users = self.anc, self.bit, self.users
+        m = 0
+        for a in v.args:
+            users[a.id].append(v)
+            up, own = anc.get(a.id, 0), bit.get(a.id, 0)
+            if up:
+                m = m | up if m else up       # shared, not copied, where one argument brings it all
+            if own:
+                m |= own
+        anc[v.id] = m
+        if v.id in self.members:
+            bit[v.id] = 1 << len(bit)
+
+    def merged(self, chosen, big):
+        """Every value downstream of a chosen member now also depends on the batched value (and its inputs).
+        Downstream is walked, not searched for: through the readers of each value, and from a row slice of a
+        batched value on to the readers of the member it replaced; not past a value that depends on all of it
+        already (ancestry only grows along an edge, so everything below does too)."""
+        add, anc, users, replaced = self.anc[big.id], self.anc, self.users, self.replaced
+        todo, seen = [u for c in chosen for u in users.get(c.id, ())], set()
+        while todo:
+            v = todo.pop()
+            if v.id in seen:
+                continue
+            seen.add(v.id)
+            grown = anc[v.id] | add
+            if grown == anc[v.id]:
+                continue                      # depends on all of it already: so does everything below it
+            anc[v.id] = grown
+            todo += users.get(v.id, ())
+            r = replaced.get(v.id)
+            if r is not None:
+                todo += users.get(r.id, ())
+
+
+def _one_round(p, patterns):
+    values = list(p.values)
+    present = {v.id for v in values}
+    fwd = {v.id for v in p.forward_values()}
+    # stacks to share, by phase: a forward value may not read a stack that backward makes
+    existing = {True: Stacks([v for v in values if v.id in fwd]), False: Stacks(values)}
+    grad = gradient_ids(values)
+    order = {v.id: i for i, v in enumerate(values)}
+    groups = _candidates(values, fwd, patterns)
+    graphs = {phase: _Ancestry([v for v in values if (v.id in fwd) == phase],
+                               {m.id for g in groups if (g[0].id in fwd) == phase for m in g})
+              for phase in (True, False)}
+    sub, new, n_merged = {}, [], 0
+
+    def select(members, pattern):
+        """The members one application can compute: same shared inputs, none depending on another."""
+        fixed = [a for a, r in zip(members[0].args, pattern) if not r]
+        chosen, mask, above = [], 0, 0
+        graph = graphs[members[0].id in fwd]
+        for m in members:
+            if any(a is not f for a, f in zip((a for a, r in zip(m.args, pattern) if not r), fixed)):
+                continue                      # a shared input was itself batched: next round
+            if graph.anc[m.id] & mask or above & graph.bit[m.id]:
+                continue                      # depends on a member already chosen, or one depends on it
+            chosen.append(m)
+            mask |= graph.bit[m.id]
+            above |= graph.anc[m.id]
+        return chosen, mask
+
+    def merge(chosen, mask, pattern, ordered):
+        chosen, stacks, copies = ordered
+        first = chosen[0]
+        graph = graphs[first.id in fwd]
+        if (0 if first.op.view else len(chosen) - 1) - copies <= 0 and (copies or not first.op.view):
+            return 0                          # no numpy call saved
+        for j, r in enumerate(pattern):       # a stack cut from a larger one also waits for the rest of it
+            if r and any(graph.anc.get(d.id, 0) & mask or graph.bit.get(d.id, 0) & mask
+                         for y in new_values(stacks[j], present) for d in y.args if d.id in present):
+                return 0
+        args, made = [], []
+        for j, r in enumerate(pattern):
+            a = stacks[j] if r else first.args[j]
+            for y in new_values(a, present):
+                made.append(y)
+                present.add(y.id)
+            args.append(a)
+        rows = first.shape[0]
+        big = Value(first.op, tuple(args), (rows * len(chosen),) + tuple(first.shape[1:]), first.dtype, first.src)
+        made.append(big)
+        patterns[big.id] = None               # a batched value is not batched again
+        for i, m in enumerate(chosen):
+            piece = Value(Slice(0, i * rows, rows), (big,), m.shape, m.dtype, m.src)
+            made.append(piece)
+            sub[m.id] = piece
+            graph.replaced[piece.id] = m
+        for v in made:
+            present.add(v.id)
+            graph.add(v)
+            if first.id in fwd:
+                fwd.add(v.id)
+        for phase in (True, False) if first.id in fwd else (False,):
+            existing[phase].add(made)
+        new.extend(made)
+        graph.merged(chosen, big)
+        return 1
+
+    # earlier groups first, so that a chain of row-wise ops is batched link by link within one round
+    for group in sorted(groups, key=lambda g: order[g[0].id]):
+        pattern = patterns[group[0].id][0]
+        for m in group:
+            m.args = tuple(resolve(sub, a) for a in m.args)
+        chosen, mask = select(group, pattern)
+        if len(chosen) < 2:
+            continue
+        ordered = best_order(chosen, [j for j, r in enumerate(pattern) if r], existing[chosen[0].id in fwd], grad)
+        n_merged += merge(chosen, mask, pattern, ordered)
+    return finish(p, new, sub), n_merged
+
+
+def batch_rows(prog):
+    p = clone(prog)
+    patterns, merged = {}, 0
+    for _ in range(MAX_ROUNDS):
+        p, n = _one_round(p, patterns)
+        merged += n
+        if not n:
+            break
+    p.meta["batched_groups"] = p.meta.get("batched_groups", 0) + merged     # for plan.stats()
+    return p

@@ -14,6 +14,7 @@ The result is a layout, not code: for each value, where it lives (``Layout.place
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 
 import numpy as np
@@ -112,10 +113,14 @@ def plan_memory(values, preset, keep, fresh, computed, writable, prefix) -> Layo
         fixed.add(name)
         return (arena, off, length), name
 
+    bounds_of = {}                              # id(stack) -> where each piece starts, and the end: made once
+
     def view_of(array, c, slot):
         d = c.op.dim % len(c.shape)
-        start = sum(a.shape[d] for a in c.args[:slot])
-        stop = start + c.args[slot].shape[d]
+        bounds = bounds_of.get(id(c))
+        if bounds is None:                      # a k-piece stack is walked once, not once per piece
+            bounds = bounds_of[id(c)] = [0, *itertools.accumulate(a.shape[d] for a in c.args)]
+        start, stop = bounds[slot], bounds[slot + 1]
         name = f"{array}_{d}s{slot}"          # structural: the same name at every batch size
         lay.views[name] = (array, f"{array}[{':, ' * d}{start}:{stop}]")
         return name

@@ -23,13 +23,16 @@ GRAD_LOCK = threading.Lock()      # parameter gradients are shared (clones, thre
 class Emitted:
     """A compiled plan for one signature: the generated source, its functions, and statistics."""
 
-    def __init__(self, prog, stats=None, memory=None, train=False, template=None, order=None):
+    def __init__(self, prog, stats=None, memory=None, train=False, template=None, order=None, reference=None,
+                 run=True):
+        """``reference``: function name -> a layout to take segments from (see ``plan_memory``); ``run``:
+        False makes the code's text and arguments only (no Python compile, no arrays)."""
         self.program = prog
         self._order = order           # (positions of forward's values, of backward's), when known already
         self._stats, self._pending_stats = dict(stats or {}), None
         self.train = train
         self.n_bindings = 1           # sets of preallocated arrays made: this thread's, then one per thread
-        self._emit(prog, memory or {}, template)
+        self._emit(prog, memory or {}, template, reference or {}, run)
 
     @property
     def stats(self) -> dict:
@@ -44,7 +47,7 @@ class Emitted:
         """Add statistics without computing the pending ones."""
         self._stats.update(entries)
 
-    def _emit(self, prog, memory, template):
+    def _emit(self, prog, memory, template, reference, run):
         if self._order is None:
             fwd, bwd = prog.forward_values(), prog.backward_values()
         else:
@@ -78,7 +81,7 @@ class Emitted:
         functions, prelude = [], []   # the generated functions' lines; the arrays and views each binding makes
         env["_grad_lock"] = GRAD_LOCK
         self.schedule = []        # (function, value, variable name): the order values run in, and their buffers
-        self.arrays_bytes, self.layouts = {}, {}
+        self.arrays_bytes, self.layouts, self.lays = {}, {}, {}
 
         def function(header, values, preset, keep, tail, unpack=(), fresh=()):
             """Emit one function: ``values`` in order, in arrays laid out by ``plan_memory`` (keep: live to the
@@ -86,7 +89,9 @@ class Emitted:
             fn = header.split("(")[0][4:]
             computed = {id(v) for v in values if exprs.get(id(v)) is not None}
             writable = {k for k in computed if outs.get(k) is not None}
-            lay = plan_memory(values, preset, keep, fresh, computed, writable, prefix=f"_{fn[0].upper()}")
+            lay = plan_memory(values, preset, keep, fresh, computed, writable, prefix=f"_{fn[0].upper()}",
+                              reference=reference.get(fn))
+            self.lays[fn] = lay
             prelude.extend(f"{name} = np.empty({shape[0]}, '{np.dtype(dtype).name}')"
                            for name, (shape, dtype) in lay.arrays.items())
             prelude.extend(f"{name} = {view}" for name, (_, view) in lay.views.items())
@@ -163,6 +168,13 @@ class Emitted:
         self.code, self.linemap, params = assemble(prelude, functions, env)
         self.filename = f"<graphnet plan {next(_count)}>"
         self._bind_args = {k: env[k] for k in params}
+        self._copy_in = [g is not None and _is_view(g) for g in prog.input_grads]
+        self._stats["bytes_preallocated"] = dict(self.arrays_bytes)
+        self._stats["memory"] = dict(self.layouts)
+        self._stats["batched_groups"] = prog.meta.get("batched_groups", 0)
+        self._pending_stats = lambda: _memory_stats(fwd, bwd, saved, prog)
+        if not run:
+            return
         self._bind_fn = self._from_template(template) if template is not None else None
         self._stats["code_shared"] = self._bind_fn is not None
         if self._bind_fn is None:
@@ -172,11 +184,6 @@ class Emitted:
         self._main = self._bind_fn(**self._bind_args)
         self._owner = threading.get_ident()      # the thread that runs the functions bound to _main's arrays
         self._bindings = threading.local()       # each other thread: its own arrays, the same code
-        self._copy_in = [g is not None and _is_view(g) for g in prog.input_grads]
-        self._stats["bytes_preallocated"] = dict(self.arrays_bytes)
-        self._stats["memory"] = dict(self.layouts)
-        self._stats["batched_groups"] = prog.meta.get("batched_groups", 0)
-        self._pending_stats = lambda: _memory_stats(fwd, bwd, saved, prog)
 
     @staticmethod
     def _expr_of(v, env, pidx):
@@ -221,12 +228,9 @@ class Emitted:
         if args is None:
             return None
         self._bind_args = args
-        if template.bind is None:
-            ns = {}
-            exec(compile(template.source, self.filename, "exec"), ns)
-            template.bind, template.filename = ns["bind"], self.filename
+        bind = template.compiled(self.filename)
         self.filename = template.filename        # errors are found by the code's file name and line
-        return template.bind
+        return bind
 
     # --- bindings: one set of preallocated arrays per thread, one compiled code ------------------------------
     def _bound(self):

@@ -42,17 +42,36 @@ class Layout:
         self.arrays = {}              # arena name -> ((elements,), dtype): one flat array per dtype, made once
         self.views = {}               # name -> (name of an arena or a view, the expression of the view of it)
         self.derived = {}             # name -> (name of an array or view, op): a view op applied once, at build
+        self.segments = {}            # Value.id -> (arena name, offset, length): the segment a value took
         self.stacks_in_place = 0      # stacks whose pieces were written straight into them (no copy)
         self.in_place = 0             # values written over an input that died there
 
     def nbytes(self) -> int:
         return sum(math.prod(s) * np.dtype(d).itemsize for s, d in self.arrays.values())
 
+    def rekeyed(self, ids):
+        """A reference for another program of the same structure: ``ids`` maps this program's Value.id to
+        that program's."""
+        ref = Layout()
+        ref.arrays = dict(self.arrays)
+        ref.segments = {ids[k]: seg for k, seg in self.segments.items()}
+        return ref
 
-def plan_memory(values, preset, keep, fresh, computed, writable, prefix) -> Layout:
+
+class LayoutMismatch(Exception):
+    """A function that cannot take its segments from a reference layout (another structure, a longer value)."""
+
+
+def plan_memory(values, preset, keep, fresh, computed, writable, prefix, reference=None) -> Layout:
     """Lay out one function. ``preset``: id -> name of values it receives (arguments, saved values);
     ``keep``: values live to its end; ``fresh``: values it returns (they and their bases are never reused);
-    ``computed``: ids of the values it computes; ``writable``: ids of those whose op can write into an array."""
+    ``computed``: ids of the values it computes; ``writable``: ids of those whose op can write into an array.
+
+    ``reference``: a layout of the same function at a larger batch size (its ``segments`` keyed by this
+    program's ``Value.id``): each value takes its reference segment instead of a best fit, and the arenas keep
+    the reference's sizes. A value that fits in its segment there fits at any smaller size whose every
+    dimension is no larger, and what was disjoint there stays disjoint: the segments' offsets are one set of
+    numbers for every such size."""
     lay = Layout()
     lay.names.update(preset)
     mine = computed
@@ -106,7 +125,14 @@ def plan_memory(values, preset, keep, fresh, computed, writable, prefix) -> Layo
         if dt not in arenas:
             arenas[dt] = _Arena(f"{prefix}{len(arenas) + 1}", dt)
         arena = arenas[dt]
-        off, length = arena.take(n)
+        if reference is None:
+            off, length = arena.take(n)
+        else:
+            seg = reference.segments.get(v.id)
+            if seg is None or seg[0] != arena.name or seg[2] < n:
+                raise LayoutMismatch(f"{v} has no segment of {n} elements in the reference layout ({seg})")
+            _, off, length = seg
+        lay.segments[v.id] = (arena.name, off, length)
         name = f"{arena.name}_{len(lay.views)}"
         shape = tuple(v.shape)
         lay.views[name] = (arena.name, f"{arena.name}[{off}:{off + n}].reshape({shape!r})")
@@ -182,8 +208,13 @@ def plan_memory(values, preset, keep, fresh, computed, writable, prefix) -> Layo
         for r in {root.get(id(a), id(a)) for a in v.args} | {root[vid]}:
             if last.get(r) == i and r in owner:     # dead: its segment is free for later values
                 arena, off, length = owner.pop(r)
-                arena.give(off, length)
+                if reference is None:
+                    arena.give(off, length)
     lay.arrays = {a.name: ((a.size,), a.dtype) for a in arenas.values()}
+    if reference is not None:
+        if not set(lay.arrays) <= set(reference.arrays):
+            raise LayoutMismatch(f"arenas {sorted(lay.arrays)}, not those of the reference {sorted(reference.arrays)}")
+        lay.arrays = {name: reference.arrays[name] for name in lay.arrays}
     return lay
 
 

@@ -20,6 +20,7 @@ from .. import module as _module
 from ..debug import active as _debug_active, check_finite_enabled, on_error
 from ..errors import GraphnetError, InputError, InputShapeError, ShapeError, fmt_shape
 from ..node import Input
+from .binder import Binder, Bound
 from .emit import Emitted
 from .generic import Generic
 from .signature import Family, batch_size, feature_of, gc_paused, nbytes
@@ -173,12 +174,34 @@ class Plan:
         except Exception as e:                   # no generic program (a probe that fails included): compile per size
             fam.generic, fam.reason = False, f"{type(e).__name__}: {e}"
         fam.sample = None
+        if fam.generic and fam.template.ok:
+            self._fit_binder(fam, probe, B1, B, B3)
+
+    def _fit_binder(self, fam, probe, B1, B2, B3):
+        """The numbers that bind a size up to the probe's against the probe's layout (``binder.py``); without
+        them (``stats()['not_bound']`` says why) every new size plans its memory and makes its code."""
+        ids = {u.id: g[0].id for u, g in zip(probe.program.values, fam.generic.entries)}
+        fam.reference = {fn: lay.rekeyed(ids) for fn, lay in probe.lays.items()}
+        try:
+            emitted = [(b, self._laid_out(fam, b)) for b in (B1, B2)]
+            fam.binder = Binder(fam.generic, fam.template, probe, B3, emitted)
+        except Exception as e:
+            fam.binder, fam.unbound = None, f"{type(e).__name__}: {e}"
+
+    def _laid_out(self, fam, B):
+        """The program at B laid out against the signature's reference layout: its code, not run."""
+        return Emitted(fam.generic.at(B), fam.stats, train=fam.train, order=fam.order, reference=fam.reference,
+                       run=False)
 
     def _bind(self, fam, B):
         """A new batch size of a generic signature: the concrete program, its memory plan and code; no pass."""
         t0 = time.perf_counter()
         with gc_paused():
-            exe = Emitted(fam.generic.at(B), fam.stats, train=fam.train, template=fam.template, order=fam.order)
+            if fam.binder is not None and B <= fam.binder.limit:   # numbers and arrays only
+                exe = Bound(fam.binder, B, fam.stats, fam.train, lambda: self._laid_out(fam, B))
+            else:
+                exe = Emitted(fam.generic.at(B), fam.stats, train=fam.train, template=fam.template,
+                              order=fam.order)
         exe.random = fam.random
         exe.record(bind_seconds=time.perf_counter() - t0)
         self._counts["batch_sizes_bound"] += 1
@@ -294,7 +317,8 @@ class Plan:
         probe size included), ``batch_sizes_bound`` (batch sizes made from a generic program, no pass run),
         executables kept (at most ``executables_bound``, holding at most ``bytes_bound`` of arrays:
         ``bytes_kept``; least recently used dropped first) and dropped, feature
-        signatures seen and how many are generic in the batch size (``not_generic``: why the others are not)."""
+        signatures seen and how many are generic in the batch size (``not_generic``: why the others are not;
+        ``not_bound``: why a generic one plans memory and makes code per size instead of binding numbers)."""
         last = self._last
         if last is None:
             raise InputError("plan.stats() is known once the plan has run (it is compiled per input signature)")
@@ -304,7 +328,8 @@ class Plan:
         out.update(self._counts, executables=len(self._cache), executables_bound=self.max_executables,
                    bytes_kept=self._bytes_kept(), bytes_bound=self.max_bytes,
                    signatures=len(fams), signatures_generic=sum(1 for f in fams if f.generic),
-                   not_generic=[f.reason for f in fams if f.reason])
+                   not_generic=[f.reason for f in fams if f.reason],
+                   not_bound=[f.unbound for f in fams if f.unbound])
         return out
 
 

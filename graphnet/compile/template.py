@@ -65,6 +65,14 @@ class CodeTemplate:
         self.bind = None              # compiled once, by the first size that uses it (see Emitted)
         self.filename = None
 
+    def compiled(self, filename):
+        """The template's ``bind``, compiled once (under the file name of the first code that uses it)."""
+        if self.bind is None:
+            ns = {}
+            exec(compile(self.source, filename, "exec"), ns)
+            self.bind, self.filename = ns["bind"], filename
+        return self.bind
+
     def arguments(self, code: str, args: dict):
         """``bind``'s arguments for this code, from its own (``args``) and its literals, or None when the code
         differs from the template elsewhere (or one name would stand for two values)."""

@@ -51,7 +51,8 @@ def fit_argument(x1, x2, B1, B2):
         return x1
     if (type(x1) is np.ndarray and type(x2) is np.ndarray and x1.ndim == x2.ndim == 0 and x1.dtype == x2.dtype
             and x1.dtype.kind == "f" and x1 != x2):
-        return _Scalar(_ratio(float(x1), float(x2), B1, B2), x1.dtype)
+        dtype = x1.dtype
+        return _Scalar(_ratio(float(x1), float(x2), B1, B2, cast=lambda r: float(np.asarray(r, dtype))), dtype)
     if isinstance(x1, (np.ndarray, np.generic, int, float, str, tuple, list, dict)) or x1 is None:
         return fit(x1, x2, B1, B2)
     if type(x1) is type(x2) and hasattr(x1, "__dict__"):
@@ -90,13 +91,13 @@ def _shrinks(form) -> bool:
 class Binder:
     """``bind()``'s arguments at any batch size up to ``limit``: fitted at B1 and B2, checked at the probe."""
 
-    def __init__(self, generic, template, probe, B3, emitted):
-        """``probe``: the executable compiled at B3 (its layouts are the reference); ``emitted``: [(B, Emitted
-        laid out against them, not run)] at the first two sizes."""
+    def __init__(self, generic, template, probe, B3, emitted, reference):
+        """``probe``: the executable at B3 whose layouts are ``reference`` (keyed by the generic program's
+        Value.id); ``emitted``: [(B, Emitted laid out against them, not run)] at the first two sizes."""
         if any(_shrinks(shape) for _, _, shape, _ in generic.entries):
             raise NotGeneric("a dimension gets smaller as the batch grows: no layout serves the smaller sizes")
         (B1, e1), (B2, e2) = emitted
-        a1, a2, a3 = (template.arguments(e.code, e._bind_args) for e in (e1, e2, probe))
+        a1, a2, a3 = (template.arguments(e.code, e.own_args) for e in (e1, e2, probe))
         if a1 is None or a2 is None or a3 is None or not a1.keys() == a2.keys() == a3.keys():
             raise NotGeneric("the code laid out against the probe's layout is not one text at every size")
         self.constant, self.forms = {}, {}
@@ -105,7 +106,7 @@ class Binder:
             if not same(_at(form, B3), a3[k]):
                 raise NotGeneric(f"bind's argument {k} at B={B3} is {a3[k]!r}, not {_at(form, B3)!r}")
             (self.forms if isinstance(form, _Form) else self.constant)[k] = form
-        self.limit, self.template = B3, template
+        self.limit, self.template, self.reference = B3, template, reference
         self.arrays_bytes = dict(probe.arrays_bytes)
         self.copy_in = list(e2._copy_in)
         self.layouts = dict(probe.layouts)
@@ -131,7 +132,7 @@ class Bound(Emitted):
         self._bind_fn = template.compiled(f"<graphnet plan {next(_count)}>")
         self.filename = template.filename
         self.arrays_bytes, self._copy_in = binder.arrays_bytes, binder.copy_in
-        self._stats.update(code_shared=True, bytes_preallocated=dict(binder.arrays_bytes),
+        self._stats.update(code_shared=True, numbers_only=True, bytes_preallocated=dict(binder.arrays_bytes),
                            memory=dict(binder.layouts))
         self._main = self._bind_fn(**self._bind_args)
         self._owner = threading.get_ident()

@@ -167,7 +167,7 @@ class Emitted:
                      fresh=returned)
         self.code, self.linemap, params = assemble(prelude, functions, env)
         self.filename = f"<graphnet plan {next(_count)}>"
-        self._bind_args = {k: env[k] for k in params}
+        self.own_args = self._bind_args = {k: env[k] for k in params}   # own: for the code's own text
         self._copy_in = [g is not None and _is_view(g) for g in prog.input_grads]
         self._stats["bytes_preallocated"] = dict(self.arrays_bytes)
         self._stats["memory"] = dict(self.layouts)
@@ -176,7 +176,7 @@ class Emitted:
         if not run:
             return
         self._bind_fn = self._from_template(template) if template is not None else None
-        self._stats["code_shared"] = self._bind_fn is not None
+        self._stats["code_shared"], self._stats["numbers_only"] = self._bind_fn is not None, False
         if self._bind_fn is None:
             ns = {}
             exec(compile(self.code, self.filename, "exec"), ns)

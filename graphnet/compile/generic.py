@@ -129,9 +129,10 @@ class _Ratio(_Form):
         return r if self.m == 1 else r * self.m
 
 
-def _ratio(x1, x2, B1, B2):
+def _ratio(x1, x2, B1, B2, cast=float):
     """The form m / q(B) that gives x1 at B1 and x2 at B2 exactly (a 1/N scale of a mean over the batch, maybe
-    times a count of merged terms), else NotGeneric."""
+    times a count of merged terms), else NotGeneric. ``cast``: how the value is stored (a float32 constant is
+    the float32 nearest the scale)."""
     for m in range(1, 65):
         if not x1 or not x2:
             break
@@ -142,7 +143,7 @@ def _ratio(x1, x2, B1, B2):
             form = _Ratio(m, fit(round(q1), round(q2), B1, B2))
         except NotGeneric:
             continue
-        if isinstance(form.q, _Affine) and form.at(B1) == x1 and form.at(B2) == x2:
+        if isinstance(form.q, _Affine) and cast(form.at(B1)) == x1 and cast(form.at(B2)) == x2:
             return form
     raise NotGeneric(f"{x1!r} at B={B1} and {x2!r} at B={B2} are not m / (a + b·B)")
 

@@ -175,33 +175,39 @@ class Plan:
             fam.generic, fam.reason = False, f"{type(e).__name__}: {e}"
         fam.sample = None
         if fam.generic and fam.template.ok:
-            self._fit_binder(fam, probe, B1, B, B3)
+            fam.fitted_at = (B1, B)
+            ids = {u.id: g[0].id for u, g in zip(probe.program.values, fam.generic.entries)}
+            self._fit_binder(fam, probe, B3, {fn: lay.rekeyed(ids) for fn, lay in probe.lays.items()})
 
-    def _fit_binder(self, fam, probe, B1, B2, B3):
-        """The numbers that bind a size up to the probe's against the probe's layout (``binder.py``); without
-        them (``stats()['not_bound']`` says why) every new size plans its memory and makes its code."""
-        ids = {u.id: g[0].id for u, g in zip(probe.program.values, fam.generic.entries)}
-        fam.reference = {fn: lay.rekeyed(ids) for fn, lay in probe.lays.items()}
+    def _fit_binder(self, fam, ref, B_ref, reference):
+        """The numbers that bind every size up to B_ref against the layout ``reference`` of the executable
+        ``ref`` at B_ref (``binder.py``). Without them (``stats()['not_bound']`` says why) a new size plans its
+        memory and makes its code; a signature that had them keeps its former ones."""
         try:
-            emitted = [(b, self._laid_out(fam, b)) for b in (B1, B2)]
-            fam.binder = Binder(fam.generic, fam.template, probe, B3, emitted)
+            emitted = [(b, self._laid_out(fam, b, reference)) for b in fam.fitted_at]
+            fam.binder, fam.unbound = Binder(fam.generic, fam.template, ref, B_ref, emitted, reference), None
         except Exception as e:
-            fam.binder, fam.unbound = None, f"{type(e).__name__}: {e}"
+            fam.unbound = f"{type(e).__name__}: {e}"
 
-    def _laid_out(self, fam, B):
-        """The program at B laid out against the signature's reference layout: its code, not run."""
-        return Emitted(fam.generic.at(B), fam.stats, train=fam.train, order=fam.order, reference=fam.reference,
+    def _laid_out(self, fam, B, reference):
+        """The program at B laid out against a reference layout: its code and arguments, not run."""
+        return Emitted(fam.generic.at(B), fam.stats, train=fam.train, order=fam.order, reference=reference,
                        run=False)
 
     def _bind(self, fam, B):
-        """A new batch size of a generic signature: the concrete program, its memory plan and code; no pass."""
+        """A new batch size of a generic signature: bind()'s arguments from the signature's numbers when B is
+        no larger than its reference layout's size; else the concrete program, its memory plan and code (no
+        pass), whose layout then becomes the reference for every size up to B."""
         t0 = time.perf_counter()
+        binder = fam.binder
         with gc_paused():
-            if fam.binder is not None and B <= fam.binder.limit:   # numbers and arrays only
-                exe = Bound(fam.binder, B, fam.stats, fam.train, lambda: self._laid_out(fam, B))
+            if binder is not None and B <= binder.limit:   # numbers and arrays only
+                exe = Bound(binder, B, fam.stats, fam.train, lambda: self._laid_out(fam, B, binder.reference))
             else:
                 exe = Emitted(fam.generic.at(B), fam.stats, train=fam.train, template=fam.template,
                               order=fam.order)
+                if binder is not None and fam.unbound is None:
+                    self._fit_binder(fam, exe, B, exe.lays)
         exe.random = fam.random
         exe.record(bind_seconds=time.perf_counter() - t0)
         self._counts["batch_sizes_bound"] += 1

@@ -17,8 +17,8 @@ class Family:
 
     def __init__(self):
         self.sample, self.generic, self.reason, self.template, self.order = None, None, None, None, None
-        self.binder, self.reference, self.unbound = None, None, None   # bind()'s arguments per size, the layout
-        # they assume, or why there are none
+        self.binder, self.unbound, self.fitted_at = None, None, None   # bind()'s arguments per size or why
+        # there are none; the sizes they are fitted at
         self.stats, self.train, self.random = {}, False, False
 
 

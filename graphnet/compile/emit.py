@@ -54,29 +54,29 @@ class Emitted:
             fwd, bwd = ([prog.values[i] for i in positions] for positions in self._order)
         self.fwd, self.bwd = fwd, bwd
         env = {"np": np}
-        pidx = {id(v): j for j, (_, v) in enumerate(prog.params)}
+        pidx = {v.id: j for j, (_, v) in enumerate(prog.params)}
         for j, (p, _) in enumerate(prog.params):
             env[f"P{j}"] = p
         exprs, outs = {}, {}
         for v in fwd + bwd:
-            exprs[id(v)] = self._expr_of(v, env, pidx)
-            outs[id(v)] = self._out_of(v, env)
+            exprs[v.id] = self._expr_of(v, env, pidx)
+            outs[v.id] = self._out_of(v, env)
 
-        read_later = {id(a) for u in bwd for a in u.args}
+        read_later = {a.id for u in bwd for a in u.args}
         grads = [g for g in prog.input_grads + prog.param_grads if g is not None]
-        read_later.update(id(g) for g in grads)
-        saved = [a for a in prog.args if id(a) in read_later]
-        saved += [v for v in fwd if id(v) in read_later and not isinstance(v.op, Arg)]
+        read_later.update(g.id for g in grads)
+        saved = [a for a in prog.args if a.id in read_later]
+        saved += [v for v in fwd if v.id in read_later and not isinstance(v.op, Arg)]
         # constants: plan globals, named once (no line, no call per run)
-        consts = {id(v): f"c{j}" for j, v in enumerate(u for u in fwd + bwd if isinstance(u.op, Const))}
+        consts = {v.id: f"c{j}" for j, v in enumerate(u for u in fwd + bwd if isinstance(u.op, Const))}
         for v in fwd + bwd:
-            if id(v) in consts:
-                env[consts[id(v)]] = v.op.value
-                exprs[id(v)] = outs[id(v)] = None
-        saved = [v for v in saved if id(v) not in consts]
-        arg_names = {id(a): f"a{i}" for i, a in enumerate(prog.args)}
+            if v.id in consts:
+                env[consts[v.id]] = v.op.value
+                exprs[v.id] = outs[v.id] = None
+        saved = [v for v in saved if v.id not in consts]
+        arg_names = {a.id: f"a{i}" for i, a in enumerate(prog.args)}
         arg_names.update(consts)
-        seed_names = {id(s): f"s{i}" for i, s in enumerate(prog.seeds) if s is not None}
+        seed_names = {s.id: f"s{i}" for i, s in enumerate(prog.seeds) if s is not None}
 
         functions, prelude = [], []   # the generated functions' lines; the arrays and views each binding makes
         env["_grad_lock"] = GRAD_LOCK
@@ -87,7 +87,7 @@ class Emitted:
             """Emit one function: ``values`` in order, in arrays laid out by ``plan_memory`` (keep: live to the
             end; fresh: handed to the caller, so never in a preallocated array)."""
             fn = header.split("(")[0][4:]
-            computed = {id(v) for v in values if exprs.get(id(v)) is not None}
+            computed = {v.id for v in values if exprs.get(v.id) is not None}
             writable = {k for k in computed if outs.get(k) is not None}
             lay = plan_memory(values, preset, keep, fresh, computed, writable, prefix=f"_{fn[0].upper()}",
                               reference=reference.get(fn))
@@ -101,9 +101,9 @@ class Emitted:
                                 "stacks_written_in_place": lay.stacks_in_place}
             names = lay.names
             values_run = [v for v in lay.steps if not isinstance(v, list)]
-            self.schedule.extend((fn, v, lay.buffer[id(v)]) for v in values_run)
+            self.schedule.extend((fn, v, lay.buffer[v.id]) for v in values_run)
             lines = [(line, None) for line in unpack] + _lines(lay, exprs, outs)
-            functions.append((header, lines + list(tail(lambda u: names[id(u)]))))
+            functions.append((header, lines + list(tail(lambda u: names[u.id]))))
 
         def exprs_of_view(op, base):
             ex = op.expr(base)
@@ -144,10 +144,10 @@ class Emitted:
             return grad_tail(False)(nm) + [(f"return [{', '.join(rets)}]", None)]
 
         preset = {**seed_names, **consts}
-        saved_names = {id(v): f"w{i}" for i, v in enumerate(saved)}
+        saved_names = {v.id: f"w{i}" for i, v in enumerate(saved)}
         preset.update(saved_names)
         seeds = "".join(f", s{i}" for i in range(len(prog.seeds)))
-        unpack = [f"({''.join(saved_names[id(v)] + ', ' for v in saved)}) = saved"] if saved else []
+        unpack = [f"({''.join(saved_names[v.id] + ', ' for v in saved)}) = saved"] if saved else []
         if not self.train:
             function(f"def backward(saved{seeds}):", bwd, preset, grads, backward_tail, unpack,
                      fresh=[g for g in prog.input_grads if g is not None])
@@ -158,7 +158,7 @@ class Emitted:
             for i, sd in enumerate(prog.seeds):
                 if sd is not None:
                     env[f"_one{i}"] = np.ones(sd.shape, sd.dtype)
-                    ones[id(sd)] = f"_one{i}"
+                    ones[sd.id] = f"_one{i}"
             returned = prog.outputs if len(prog.outputs) > 1 else prog.outputs[:1]
             function(f"def step({n_args}):", fwd + bwd, {**arg_names, **ones}, grads + returned,
                      lambda nm: grad_tail(True)(nm) + [(
@@ -189,7 +189,7 @@ class Emitted:
     def _expr_of(v, env, pidx):
         op = v.op
         if isinstance(op, Param):
-            return lambda args: f"P{pidx[id(v)]}.data"
+            return lambda args: f"P{pidx[v.id]}.data"
         if isinstance(op, (Arg, Seed)):
             return None
 
@@ -305,12 +305,12 @@ def _lines(lay, exprs, outs):
         if isinstance(v, list):
             out.append((f"del {', '.join(v)}", None))
             continue
-        kind, name = lay.place[id(v)], lay.names[id(v)]
-        args = [lay.names[id(a)] for a in v.args]
+        kind, name = lay.place[v.id], lay.names[v.id]
+        args = [lay.names[a.id] for a in v.args]
         if kind in WRITTEN:
-            out.append((outs[id(v)](name, args), v))
+            out.append((outs[v.id](name, args), v))
         elif kind == FRESH:
-            out.append((f"{name} = {exprs[id(v)](args)}", v))
+            out.append((f"{name} = {exprs[v.id](args)}", v))
     return out
 
 
@@ -326,22 +326,22 @@ def _memory_stats(fwd, bwd, saved, prog):
     order = fwd + bwd
     root = {}
     for v in order:                            # a view keeps its base's buffer alive
-        root[id(v)] = root.get(id(v.args[0]), id(v.args[0])) if getattr(v.op, "view", False) and v.args else id(v)
+        root[v.id] = root.get(v.args[0].id, v.args[0].id) if getattr(v.op, "view", False) and v.args else v.id
     end = {}
     for i, v in enumerate(order):
         for a in v.args:
-            end[root.get(id(a), id(a))] = i
+            end[root.get(a.id, a.id)] = i
     for v in prog.outputs + saved:
-        end[root.get(id(v), id(v))] = max(end.get(root.get(id(v), id(v)), 0), len(fwd) - 1)
+        end[root.get(v.id, v.id)] = max(end.get(root.get(v.id, v.id), 0), len(fwd) - 1)
     for g in prog.input_grads + prog.param_grads:
         if g is not None:
-            end[root.get(id(g), id(g))] = len(order)
+            end[root.get(g.id, g.id)] = len(order)
     live, peak, delta = 0, 0, [0] * (len(order) + 2)
     for i, v in enumerate(order):
         b = nbytes(v)
         if b:
             delta[i] += b
-            delta[min(end.get(id(v), i), len(order)) + 1] -= b
+            delta[min(end.get(v.id, i), len(order)) + 1] -= b
     for d in delta:
         live += d
         peak = max(peak, live)

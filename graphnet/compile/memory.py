@@ -30,15 +30,15 @@ WRITTEN = (SEGMENT, STACK_SLICE, IN_PLACE)   # computed into its array by the op
 class Layout:
     """Where each value of one function lives, and the arrays to preallocate.
 
-    ``place[id(value)]``: SEGMENT (a view of an arena segment), STACK_SLICE (its slice of a stack's array),
+    ``place[value.id]``: SEGMENT (a view of an arena segment), STACK_SLICE (its slice of a stack's array),
     IN_PLACE (over an input that dies there), VIEW (a view of a preallocated array, made once per binding), STACK
     (a stack whose pieces were written into it: nothing to compute) or FRESH (a variable of its own)."""
 
     def __init__(self):
-        self.names = {}               # id(value) -> variable name (a preallocated array's name, or t<k>)
-        self.place = {}               # id(value) -> one of the kinds above
+        self.names = {}               # value.id -> variable name (a preallocated array's name, or t<k>)
+        self.place = {}               # value.id -> one of the kinds above
         self.steps = []               # value, or a list of variables to free (``del``), in schedule order
-        self.buffer = {}              # id(value) -> the preallocated block it lives in (else its variable)
+        self.buffer = {}              # value.id -> the preallocated block it lives in (else its variable)
         self.arrays = {}              # arena name -> ((elements,), dtype): one flat array per dtype, made once
         self.views = {}               # name -> (name of an arena or a view, the expression of the view of it)
         self.derived = {}             # name -> (name of an array or view, op): a view op applied once, at build
@@ -63,9 +63,9 @@ class LayoutMismatch(Exception):
 
 
 def plan_memory(values, preset, keep, fresh, computed, writable, prefix, reference=None) -> Layout:
-    """Lay out one function. ``preset``: id -> name of values it receives (arguments, saved values);
+    """Lay out one function. ``preset``: Value.id -> name of values it receives (arguments, saved values);
     ``keep``: values live to its end; ``fresh``: values it returns (they and their bases are never reused);
-    ``computed``: ids of the values it computes; ``writable``: ids of those whose op can write into an array.
+    ``computed``: Value.ids of the values it computes; ``writable``: ids of those whose op can write into an array.
 
     ``reference``: a layout of the same function at a larger batch size (its ``segments`` keyed by this
     program's ``Value.id``): each value takes its reference segment instead of a best fit, and the arenas keep
@@ -77,40 +77,40 @@ def plan_memory(values, preset, keep, fresh, computed, writable, prefix, referen
     mine = computed
     root = {}                                   # id -> id of the value owning its memory
     for v in values:
-        if id(v) in mine and v.op.view and v.args:
-            root[id(v)] = root.get(id(v.args[0]), id(v.args[0]))
+        if v.id in mine and v.op.view and v.args:
+            root[v.id] = root.get(v.args[0].id, v.args[0].id)
         else:
-            root[id(v)] = id(v)
-    fresh_roots = {root.get(id(v), id(v)) for v in fresh}
-    buffered = {id(v) for v in values if id(v) in mine and not v.op.view and id(v) in writable
-                and id(v) not in fresh_roots and v.shape is not None}
+            root[v.id] = v.id
+    fresh_roots = {root.get(v.id, v.id) for v in fresh}
+    buffered = {v.id for v in values if v.id in mine and not v.op.view and v.id in writable
+                and v.id not in fresh_roots and v.shape is not None}
     pieces = _stacked_in_place(values, buffered)
-    stacks = {id(c) for c, _ in pieces.values()}
+    stacks = {c.id for c, _ in pieces.values()}
     lay.stacks_in_place = len(stacks)
     for v in values:                            # again, now that pieces live in their stacks' arrays
-        if id(v) in pieces:                     # a piece lives in the outermost stack that holds it
-            top = id(v)
+        if v.id in pieces:                     # a piece lives in the outermost stack that holds it
+            top = v.id
             while top in pieces:
-                top = id(pieces[top][0])
-            root[id(v)] = top
-        elif id(v) in mine and v.op.view and v.args:
-            root[id(v)] = root.get(id(v.args[0]), id(v.args[0]))
-    keep_ids = {id(k) for k in keep}
+                top = pieces[top][0].id
+            root[v.id] = top
+        elif v.id in mine and v.op.view and v.args:
+            root[v.id] = root.get(v.args[0].id, v.args[0].id)
+    keep_ids = {k.id for k in keep}
     last = {}                                   # root id -> the last step reading it (steps only grow)
     for i, v in enumerate(values):
-        last[root[id(v)]] = i
+        last[root[v.id]] = i
         for a in v.args:
-            ia = id(a)
+            ia = a.id
             last[root.get(ia, ia)] = i
     end = len(values)
     for k in keep:
-        last[root.get(id(k), id(k))] = end
+        last[root.get(k.id, k.id)] = end
     value_last = {}                             # per value, for the names of fresh arrays
     for i, v in enumerate(values):
         for a in v.args:
-            value_last[id(a)] = i
+            value_last[a.id] = i
     for k in keep:
-        value_last[id(k)] = end
+        value_last[k.id] = end
 
     owner = {}                                  # root id -> (arena, offset, length) it holds
     fixed = set()                               # names bound once for the plan's life: arrays and their views
@@ -139,13 +139,13 @@ def plan_memory(values, preset, keep, fresh, computed, writable, prefix, referen
         fixed.add(name)
         return (arena, off, length), name
 
-    bounds_of = {}                              # id(stack) -> where each piece starts, and the end: made once
+    bounds_of = {}                              # stack.id -> where each piece starts, and the end: made once
 
     def view_of(array, c, slot):
         d = c.op.dim % len(c.shape)
-        bounds = bounds_of.get(id(c))
+        bounds = bounds_of.get(c.id)
         if bounds is None:                      # a k-piece stack is walked once, not once per piece
-            bounds = bounds_of[id(c)] = [0, *itertools.accumulate(a.shape[d] for a in c.args)]
+            bounds = bounds_of[c.id] = [0, *itertools.accumulate(a.shape[d] for a in c.args)]
         start, stop = bounds[slot], bounds[slot + 1]
         name = f"{array}_{d}s{slot}"          # structural: the same name at every batch size
         lay.views[name] = (array, f"{array}[{':, ' * d}{start}:{stop}]")
@@ -155,21 +155,21 @@ def plan_memory(values, preset, keep, fresh, computed, writable, prefix, referen
 
     def home(c):
         """The array (or view of an enclosing stack's array) a stack's pieces are written into."""
-        if id(c) not in home_of:
-            if id(c) in pieces:
-                outer, slot = pieces[id(c)]
-                home_of[id(c)] = view_of(home(outer), outer, slot)
+        if c.id not in home_of:
+            if c.id in pieces:
+                outer, slot = pieces[c.id]
+                home_of[c.id] = view_of(home(outer), outer, slot)
             else:
-                owner[id(c)], home_of[id(c)] = take(c)
-            fixed.add(home_of[id(c)])
-        return home_of[id(c)]
+                owner[c.id], home_of[c.id] = take(c)
+            fixed.add(home_of[c.id])
+        return home_of[c.id]
 
     def fresh_name():                          # never reused: a name is one value (``del`` frees it)
         n_names[0] += 1
         return f"t{n_names[0]}"
 
     for i, v in enumerate(values):
-        vid = id(v)
+        vid = v.id
         if vid not in mine:                    # an argument or a seed: named already
             continue
         if vid in stacks:                      # a stack whose pieces were written into it
@@ -178,9 +178,9 @@ def plan_memory(values, preset, keep, fresh, computed, writable, prefix, referen
             c, slot = pieces[vid]
             name, kind = view_of(home(c), c, slot), STACK_SLICE
             fixed.add(name)
-        elif v.op.always_view and lay.names[id(v.args[0])] in fixed:
+        elif v.op.always_view and lay.names[v.args[0].id] in fixed:
             name, kind = f"{prefix}v{len(lay.derived) + 1}", VIEW     # a view of a preallocated array
-            lay.derived[name] = (lay.names[id(v.args[0])], v.op)
+            lay.derived[name] = (lay.names[v.args[0].id], v.op)
             fixed.add(name)
         elif vid in buffered:
             over = _in_place(v, i, root, owner, last, keep_ids) if v.op.inplace else None
@@ -188,7 +188,7 @@ def plan_memory(values, preset, keep, fresh, computed, writable, prefix, referen
                 owner[vid], name = take(v)
                 kind = SEGMENT
             else:
-                owner[vid], name = owner.pop(id(over)), lay.names[id(over)]
+                owner[vid], name = owner.pop(over.id), lay.names[over.id]
                 kind = IN_PLACE
                 lay.in_place += 1
         else:
@@ -199,13 +199,13 @@ def plan_memory(values, preset, keep, fresh, computed, writable, prefix, referen
         lay.steps.append(v)
         # arrays of the function's own variables that nothing reads any more: freed now (views keep their base;
         # a parameter's data is the parameter's)
-        dead = [lay.names[id(a)] for a in {id(a): a for a in v.args}.values() if value_last.get(id(a)) == i
-                and id(a) not in preset and lay.names.get(id(a), "").startswith("t") and not isinstance(a.op, Param)]
+        dead = [lay.names[a.id] for a in {a.id: a for a in v.args}.values() if value_last.get(a.id) == i
+                and a.id not in preset and lay.names.get(a.id, "").startswith("t") and not isinstance(a.op, Param)]
         if vid not in value_last and name.startswith("t"):    # unused (computed for its effect)
             dead.append(name)
         if dead:
             lay.steps.append(dead)
-        for r in {root.get(id(a), id(a)) for a in v.args} | {root[vid]}:
+        for r in {root.get(a.id, a.id) for a in v.args} | {root[vid]}:
             if last.get(r) == i and r in owner:     # dead: its segment is free for later values
                 arena, off, length = owner.pop(r)
                 if reference is None:
@@ -269,25 +269,25 @@ class _Arena:
 def _in_place(v, i, root, owner, last, keep_ids):
     """An input to write v over: one that dies here, of v's shape and dtype, whose block it owns outright."""
     for a in v.args:
-        if (root.get(id(a)) == id(a) and id(a) in owner and last.get(id(a)) == i and id(a) not in keep_ids
+        if (root.get(a.id) == a.id and a.id in owner and last.get(a.id) == i and a.id not in keep_ids
                 and tuple(a.shape) == tuple(v.shape) and a.dtype == v.dtype):
             return a
     return None
 
 
 def _stacked_in_place(values, buffered):
-    """Inputs of a Concat to be written straight into its array: id(piece) -> (concat, slot). A piece may be
+    """Inputs of a Concat to be written straight into its array: piece.id -> (concat, slot). A piece may be
     a stack itself (its own pieces then go straight into the enclosing array)."""
     pieces, stacks = {}, set()
     for c in values:
-        if not isinstance(c.op, Concat) or id(c) not in buffered:
+        if not isinstance(c.op, Concat) or c.id not in buffered:
             continue
-        ids = [id(a) for a in c.args]
+        ids = [a.id for a in c.args]
         if len(set(ids)) != len(ids):
             continue
-        if all(id(a) not in pieces and (id(a) in stacks or id(a) in buffered and a.op.elementwise
+        if all(a.id not in pieces and (a.id in stacks or a.id in buffered and a.op.elementwise
                                         and not isinstance(a.op, Concat)) for a in c.args):
-            stacks.add(id(c))
+            stacks.add(c.id)
             for slot, a in enumerate(c.args):
-                pieces[id(a)] = (c, slot)
+                pieces[a.id] = (c, slot)
     return pieces

@@ -83,3 +83,19 @@ def test_arena_segments_fit_best_merge_when_freed_and_grow_at_the_tail():
     a.give(80, 48)
     assert a.free == [(0, 128)] and a.size == 128
     assert a.take(160) == (0, 160) and a.size == 160      # nothing fits: the free tail grows in place
+
+
+def test_the_planned_peak_is_the_plans_own_arenas_and_fresh_arrays(rng):
+    """The statistics read the layout: the arenas live for the plan's life, the fresh arrays (outputs, input
+    gradients, values no op writes into an array) on top of them."""
+    cell = gn.rnn.lstm_cell(10, 20).float64()
+    plan = gn.compile(cell)
+    B = 5
+    outs = plan.forward(rng.standard_normal((B, 10)), rng.standard_normal((B, 20)), rng.standard_normal((B, 20)))
+    plan.backward(*[rng.standard_normal((B, 20)) for _ in range(2)])
+    st = plan.stats()
+    arenas = sum(st["bytes_preallocated"].values())
+    fresh_peak = st["bytes_peak_planned"] - arenas
+    assert arenas > 0 and fresh_peak >= sum(o.nbytes for o in outs), "forward's outputs are fresh, alive at its end"
+    assert st["bytes_peak_planned"] <= arenas + st["bytes_one_buffer_per_node"]
+    assert st["buffers"] > 0

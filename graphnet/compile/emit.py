@@ -172,7 +172,7 @@ class Emitted:
         self._stats["bytes_preallocated"] = dict(self.arrays_bytes)
         self._stats["memory"] = dict(self.layouts)
         self._stats["batched_groups"] = prog.meta.get("batched_groups", 0)
-        self._pending_stats = lambda: _memory_stats(fwd, bwd, saved, prog)
+        self._pending_stats = lambda: _memory_stats(self.lays, fwd + bwd)
         if not run:
             return
         self._bind_fn = self._from_template(template) if template is not None else None
@@ -314,40 +314,34 @@ def _lines(lay, exprs, outs):
     return out
 
 
-def _memory_stats(fwd, bwd, saved, prog):
-    """Bytes: one buffer per value (views and inputs excluded) vs the peak live at once under this plan."""
-    def nbytes(v):
-        if _is_view(v) or v.shape is None:
-            return 0
-        n = v.dtype.itemsize
-        for d in v.shape:
-            n *= d
-        return n
-    order = fwd + bwd
-    root = {}
-    for v in order:                            # a view keeps its base's buffer alive
-        root[v.id] = root.get(v.args[0].id, v.args[0].id) if getattr(v.op, "view", False) and v.args else v.id
-    end = {}
-    for i, v in enumerate(order):
-        for a in v.args:
-            end[root.get(a.id, a.id)] = i
-    for v in prog.outputs + saved:
-        end[root.get(v.id, v.id)] = max(end.get(root.get(v.id, v.id), 0), len(fwd) - 1)
-    for g in prog.input_grads + prog.param_grads:
-        if g is not None:
-            end[root.get(g.id, g.id)] = len(order)
-    live, peak, delta = 0, 0, [0] * (len(order) + 2)
-    for i, v in enumerate(order):
-        b = nbytes(v)
-        if b:
-            delta[i] += b
-            delta[min(end.get(v.id, i), len(order)) + 1] -= b
-    for d in delta:
-        live += d
-        peak = max(peak, live)
-    naive = sum(nbytes(v) for v in order)
-    return {"bytes_one_buffer_per_node": naive, "bytes_peak_planned": peak,
-            "buffers": sum(1 for v in order if nbytes(v))}
+def _memory_stats(lays, values):
+    """Bytes: one buffer per value (views and inputs excluded) vs the plan's own peak, read from its layouts:
+    the arenas, preallocated for the plan's life, and the most its fresh arrays hold at once (made at their
+    line, freed by ``del``; what forward leaves alive, its outputs and saved values, lives on through
+    backward)."""
+    arenas = sum(lay.nbytes() for lay in lays.values())
+    live, peak = {}, 0
+    for lay in lays.values():                  # in the order the functions run: forward, backward (or step)
+        for step in lay.steps:
+            if isinstance(step, list):
+                for name in step:
+                    live.pop(name, None)
+            elif lay.place[step.id] == FRESH:
+                live[lay.names[step.id]] = _nbytes(step)
+                peak = max(peak, sum(live.values()))
+    sizes = [_nbytes(v) for v in values]
+    return {"bytes_one_buffer_per_node": sum(sizes), "bytes_peak_planned": arenas + peak,
+            "buffers": sum(1 for b in sizes if b)}
+
+
+def _nbytes(v):
+    """Bytes of the array a value makes (0 for a view or an input: it makes none)."""
+    if _is_view(v) or v.shape is None:
+        return 0
+    n = v.dtype.itemsize
+    for d in v.shape:
+        n *= d
+    return n
 
 
 def _line_of(linemap, v):

@@ -8,7 +8,7 @@ integer a and b (constant arrays may differ only in shape, when one value fills 
 at B3, must then be exactly the generic one instantiated at B3, or the fit is rejected: anything that is not
 provably affine in B (a float such as 1/B folded into an op, a structure that changes with B, a quadratic size)
 is refused, and that signature keeps compiling per batch size. Instantiating at a new B builds a concrete
-program in one walk, no pass run; its memory plan and code are made as for any program.
+program in one walk, no pass run; a size that the signature's numbers bind needs not even that (``binder.py``).
 """
 from __future__ import annotations
 

@@ -145,3 +145,22 @@ def test_a_layout_taken_from_a_reference_refuses_a_value_longer_than_its_segment
 def _graph(module):
     x = gn.Input((None, 4))
     return gn.gModule([x], [module(x)])
+
+
+def test_a_signature_without_numbers_plans_memory_per_size_and_says_why(monkeypatch):
+    from graphnet.compile import plan as plan_module
+
+    class Refused(plan_module.Binder):
+        def __init__(self, *args):
+            raise NotGeneric("refused")
+    monkeypatch.setattr(plan_module, "Binder", Refused)
+    cell = gn.rnn.lstm_cell(3, 5).float64()
+    plan = gn.compile(cell)
+    for B in (6, 4, 7, 3, 12):
+        xs, gs = lstm_inputs(B, 2)
+        got = fwd_bwd(plan, cell, xs, gs)
+        want = fwd_bwd(gn.compile(cell), cell, xs, gs)
+        assert all(np.array_equal(a, b) for a, b in zip(got, want)), B
+        assert not plan.stats()["numbers_only"]
+    st = plan.stats()
+    assert st["compiles"] == 3 and st["batch_sizes_bound"] == 3 and st["not_bound"] == ["NotGeneric: refused"]

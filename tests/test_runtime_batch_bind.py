@@ -148,12 +148,12 @@ def _graph(module):
 
 
 def test_a_signature_without_numbers_plans_memory_per_size_and_says_why(monkeypatch):
-    from graphnet.compile import plan as plan_module
+    from graphnet.compile import binder
 
-    class Refused(plan_module.Binder):
+    class Refused(binder.Binder):
         def __init__(self, *args):
             raise NotGeneric("refused")
-    monkeypatch.setattr(plan_module, "Binder", Refused)
+    monkeypatch.setattr(binder, "Binder", Refused)
     cell = gn.rnn.lstm_cell(3, 5).float64()
     plan = gn.compile(cell)
     for B in (6, 4, 7, 3, 12):

@@ -149,3 +149,19 @@ class Bound(Emitted):
     schedule = property(lambda self: self._full().schedule)
     fwd = property(lambda self: self._full().fwd)
     bwd = property(lambda self: self._full().bwd)
+
+
+def fit_binder(fam, ref, B_ref, reference):
+    """Give the signature ``fam`` the numbers that bind every size up to B_ref against the layout ``reference``
+    of the executable ``ref`` at B_ref. Without them (``stats()['not_bound']`` says why) a new size plans its
+    memory and makes its code; a signature that had them keeps its former ones."""
+    try:
+        emitted = [(b, laid_out(fam, b, reference)) for b in fam.fitted_at]
+        fam.binder, fam.unbound = Binder(fam.generic, fam.template, ref, B_ref, emitted, reference), None
+    except Exception as e:
+        fam.unbound = f"{type(e).__name__}: {e}"
+
+
+def laid_out(fam, B, reference):
+    """The signature's program at B laid out against a reference layout: its code and arguments, not run."""
+    return Emitted(fam.generic.at(B), fam.stats, train=fam.train, order=fam.order, reference=reference, run=False)

@@ -20,7 +20,7 @@ from .. import module as _module
 from ..debug import active as _debug_active, check_finite_enabled, on_error
 from ..errors import GraphnetError, InputError, InputShapeError, ShapeError, fmt_shape
 from ..node import Input
-from .binder import Binder, Bound
+from .binder import Bound, fit_binder, laid_out
 from .emit import Emitted
 from .generic import Generic
 from .signature import Family, batch_size, feature_of, gc_paused, nbytes
@@ -177,22 +177,7 @@ class Plan:
         if fam.generic and fam.template.ok:
             fam.fitted_at = (B1, B)
             ids = {u.id: g[0].id for u, g in zip(probe.program.values, fam.generic.entries)}
-            self._fit_binder(fam, probe, B3, {fn: lay.rekeyed(ids) for fn, lay in probe.lays.items()})
-
-    def _fit_binder(self, fam, ref, B_ref, reference):
-        """The numbers that bind every size up to B_ref against the layout ``reference`` of the executable
-        ``ref`` at B_ref (``binder.py``). Without them (``stats()['not_bound']`` says why) a new size plans its
-        memory and makes its code; a signature that had them keeps its former ones."""
-        try:
-            emitted = [(b, self._laid_out(fam, b, reference)) for b in fam.fitted_at]
-            fam.binder, fam.unbound = Binder(fam.generic, fam.template, ref, B_ref, emitted, reference), None
-        except Exception as e:
-            fam.unbound = f"{type(e).__name__}: {e}"
-
-    def _laid_out(self, fam, B, reference):
-        """The program at B laid out against a reference layout: its code and arguments, not run."""
-        return Emitted(fam.generic.at(B), fam.stats, train=fam.train, order=fam.order, reference=reference,
-                       run=False)
+            fit_binder(fam, probe, B3, {fn: lay.rekeyed(ids) for fn, lay in probe.lays.items()})
 
     def _bind(self, fam, B):
         """A new batch size of a generic signature: bind()'s arguments from the signature's numbers when B is
@@ -202,12 +187,12 @@ class Plan:
         binder = fam.binder
         with gc_paused():
             if binder is not None and B <= binder.limit:   # numbers and arrays only
-                exe = Bound(binder, B, fam.stats, fam.train, lambda: self._laid_out(fam, B, binder.reference))
+                exe = Bound(binder, B, fam.stats, fam.train, lambda: laid_out(fam, B, binder.reference))
             else:
                 exe = Emitted(fam.generic.at(B), fam.stats, train=fam.train, template=fam.template,
                               order=fam.order)
                 if binder is not None and fam.unbound is None:
-                    self._fit_binder(fam, exe, B, exe.lays)
+                    fit_binder(fam, exe, B, exe.lays)
         exe.random = fam.random
         exe.record(bind_seconds=time.perf_counter() - t0)
         self._counts["batch_sizes_bound"] += 1

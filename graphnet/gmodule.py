@@ -11,9 +11,10 @@ import sys
 
 import networkx as nx
 
+from . import hooks
 from .errors import GraphError, ShapeError, caller_site, fmt_shape, node_error
 from .module import Module
-from .node import APPLY, INPUT, ITEM, Node
+from .node import APPLY, INPUT, ITEM, Node, shapes_agree
 from .tables import Structure, input_spec, is_table, output_spec
 
 _HERE = {os.path.abspath(__file__), os.path.abspath(sys.modules[Module.__module__].__file__)}
@@ -27,10 +28,10 @@ class gModule(Module):
         try:
             self._pack(inputs, outputs)
         except GraphError as e:
-            from .debug import active, on_error
-            if not active():
+            shown = hooks.debug_view(e)
+            if shown is e:
                 raise
-            raise on_error(e) from None
+            raise shown from None
 
     def _pack(self, inputs, outputs):
         site = caller_site()
@@ -134,33 +135,33 @@ class gModule(Module):
             res.extend(env[o]) if o.is_multi else res.append(env[o])
         return res[0] if len(res) == 1 else res
 
-    # --- inspection (drawing lives in render.py) -----------------------------------------------------------
+    # --- inspection (drawing lives in render.py, which registers these with graphnet.hooks) --------------
     def to_dot(self, **options):
         """A graphviz.Digraph of the graph (see gn.render for the options)."""
-        from .render import to_dot
-        return to_dot(self, **options)
+        return hooks.need("to_dot")(self, **options)
 
     def _repr_svg_(self):
-        from .render import repr_svg
-        return repr_svg(self)
+        return hooks.need("repr_svg")(self)
 
     def summary(self) -> str:
         """A table: node, module, output shape, parameters, inputs; with totals."""
-        from .render import summary
-        return summary(self)
+        return hooks.need("summary")(self)
 
     def to_networkx(self):
         """A networkx.DiGraph over node names, with attributes op, name, module, shape, site, kind."""
-        from .render import to_networkx
-        return to_networkx(self)
+        return hooks.need("to_networkx")(self)
+
+
+def one_node_graph(module, inputs) -> gModule:
+    """A gModule of one node: ``module`` applied to the Input nodes ``inputs``, its outputs (each entry of a
+    multi-output node) the graph's outputs. A plain module is compiled, drawn and exported as this graph."""
+    y = module(*inputs)
+    return gModule(inputs, list(y) if y.is_multi else [y])
 
 
 def _check_declared(b, node, x):
     want = node.shape
-    if want is None or x.shape is None:
-        return
-    if len(want) != len(x.shape) or any(w is not None and g is not None and w != g
-                                        for w, g in zip(want, x.shape)):
+    if want is not None and x.shape is not None and not shapes_agree(want, x.shape):
         raise node_error(ShapeError, f"input '{node.display_name()}' is declared with shape {fmt_shape(want)}, "
                                      f"got {fmt_shape(x.shape)}", node, context=reversed(b._src))
 

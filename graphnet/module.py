@@ -6,9 +6,11 @@ import inspect
 
 import numpy as np
 
+from . import hooks
 from .errors import GraphError, GraphnetError, InputError, caller_site, node_error
 from .node import APPLY, Node
 from .ops.leaf import draw_from
+from .ops.opaque import lower_opaque
 
 DEFAULT_DTYPE = np.dtype(np.float32)
 _MODE_ATTRS = frozenset(("train", "_dtype"))     # what plans compile for, besides shapes and dtypes of inputs
@@ -151,7 +153,6 @@ class Module:
         if not callable(getattr(self, "update_output", None)):
             raise node_error(GraphError, f"{type(self).__name__} defines neither lower(b, *xs) nor "
                                          f"update_output(*inputs): graphnet cannot compute it", b.src)
-        from .ops.opaque import lower_opaque
         try:
             return lower_opaque(self, b, *xs)
         except GraphnetError:
@@ -188,13 +189,12 @@ class Module:
                                  f"{caller_site()}): {type(self).__name__}(...)(x)")
             return self._apply(args)
         except GraphnetError as e:
-            from .debug import active, on_error
-            if not active():
+            shown = hooks.debug_view(e)
+            if shown is e:
                 raise
-            raise on_error(e) from None
+            raise shown from None
 
     def _apply(self, args):
-        from .compile.ir import Builder
         site = caller_site()
         if type(self).lower is Module.lower and not callable(getattr(self, "update_output", None)):
             raise GraphError(f"{type(self).__name__} defines neither lower(b, *xs) (a composition of primitives) "
@@ -212,10 +212,7 @@ class Module:
         n_out = self.table_outputs() if deferred else self.num_outputs(*shapes)
         node = Node(APPLY, module=self, inputs=nodes, n_outputs=n_out, site=site)
         if n_out is not None and not deferred and all(s is not None for s in shapes):   # else: at compile time
-            b = Builder()
-            vals = [b.placeholder(s) for s in shapes]
-            b.push(node)
-            out = self.lower(b, *vals)
+            out = lower_on_shapes(self, shapes, node)
             node.shape = [v.shape for v in out] if n_out != 1 else out.shape
         return node
 
@@ -315,11 +312,10 @@ class Module:
 
     # --- running (nngraph's verbs) -------------------------------------------------------------------------
     def _plan(self):
-        from .compile import DEFAULT_LEVEL, compile
-        key = DEFAULT_LEVEL
+        key = hooks.need("default_level")
         plan = self._plans.get(key)
         if plan is None:                   # two threads may get here: both use the plan stored first
-            plan = self._plans.setdefault(key, compile(self, level=key))
+            plan = self._plans.setdefault(key, hooks.need("compile")(self, level=key))
         return plan
 
     def forward(self, inputs, *more):
@@ -363,6 +359,17 @@ class Module:
                 for g, s in zip(grads, shapes)]
 
     updateOutput = forward
+
+
+def lower_on_shapes(module, shapes, node=None):
+    """``module`` lowered on a scratch IR builder (registered by the compiler) over placeholders of these
+    shapes: its output value(s), whose shapes are what it makes. Build-time shape inference is this, so shapes
+    at build time come from the very code that compiles. ``node``: the graph node it is for (named in errors)."""
+    b = hooks.need("builder")()
+    vals = [b.placeholder(s) for s in shapes]
+    if node is not None:
+        b.push(node)
+    return module.lower(b, *vals)
 
 
 def _as_nodes(module, args, site):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .. import ops
 from ..errors import GraphError, GraphnetError, fmt_shape
-from ..module import Module
+from ..module import Module, lower_on_shapes
 from ._util import build_error, check_int, fail
 
 
@@ -23,12 +23,10 @@ def _result(outs):
 def _lowered_count(module, shapes):
     """How many outputs ``module`` makes from inputs of these shapes, found by lowering it on a scratch builder;
     None when a shape is unknown or lowering fails (the real lowering, with the node in context, will say why)."""
-    from ..compile.ir import Builder
     if not shapes or any(s is None for s in shapes):
         return None
-    b = Builder()
     try:
-        return len(_as_list(module.lower(b, *[b.placeholder(s) for s in shapes])))
+        return len(_as_list(lower_on_shapes(module, shapes)))
     except GraphnetError:
         return None
 

@@ -1,0 +1,37 @@
+"""What the lower layers call in the layers above them, registered by those layers rather than imported.
+
+graphnet's modules import only downwards (``errors`` -> ``ops`` -> ``node``, ``module`` -> ``nn``, ``gmodule``
+-> ``compile`` -> ``debug``, ``render*``). A few things lower layers do need the layers above: calling a
+module infers shapes by lowering it on the compiler's IR builder, ``forward`` compiles a plan, ``a + b`` on
+nodes builds ``nn.CAddTable``, a gModule draws itself, errors pass through ``gn.debug``. Those layers register
+what they offer here (``graphnet/__init__`` does it once, after importing them), so the arrows of imports all
+point one way and each lower layer can be imported, and tested, without the ones above it.
+"""
+from __future__ import annotations
+
+from .errors import GraphError
+
+_provided: dict = {}
+
+
+def provide(**services) -> None:
+    """Register what an upper layer offers: ``provide(builder=Builder, compile=compile, ...)``."""
+    _provided.update(services)
+
+
+def need(name: str):
+    """What was registered under ``name``; a clear error when the layer that offers it is not loaded."""
+    try:
+        return _provided[name]
+    except KeyError:
+        raise GraphError(f"graphnet's '{name}' is not registered: the layer that offers it was not loaded "
+                         f"(import graphnet, which loads every layer)") from None
+
+
+def debug_view(err):
+    """The error to raise where it leaves graphnet: under ``gn.debug()``, ``err`` with a drawing of the graph
+    (see graphnet/debug.py); otherwise ``err`` itself."""
+    active, on_error = _provided.get("debug_active"), _provided.get("debug_on_error")
+    if active is None or not active():
+        return err
+    return on_error(err)

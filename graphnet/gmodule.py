@@ -13,7 +13,7 @@ import networkx as nx
 
 from . import hooks
 from .errors import GraphError, ShapeError, caller_site, fmt_shape, node_error
-from .module import Module
+from .module import Module, not_a_node
 from .node import APPLY, INPUT, ITEM, Node, shapes_agree
 from .tables import Structure, input_spec, is_table, output_spec
 
@@ -182,11 +182,8 @@ def _not_a_node(a, where, site):
     if isinstance(a, Node):
         return GraphError(f"gModule {where} '{a.display_name()}' has an unknown number of outputs; unpack it with "
                           f".split(k) (at {site})", a)
-    if isinstance(a, Module):
-        return GraphError(f"gModule {where} is a Module ({a.label()}), not a Node — did you forget to call "
-                          f"it: {type(a).__name__}(...)(x)? (at {site})")
-    return GraphError(f"gModule {where} is a {type(a).__name__}, not a Node; gModule takes lists of "
-                      f"nodes made by gn.Input() and by calling modules (at {site})")
+    return not_a_node(a, f"gModule {where}", site,
+                      "; gModule takes lists of nodes made by gn.Input() and by calling modules")
 
 
 def _no_duplicates(nodes, what, site):

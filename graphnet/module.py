@@ -326,9 +326,9 @@ class Module:
         io = self._structure(inputs)
         if io is None:
             outs = self._plan().run_forward(inputs)
-            object.__setattr__(self, "_out_shapes", [np.shape(o) for o in _as_list(outs)])
+            object.__setattr__(self, "_out_shapes", [np.shape(o) for o in as_list(outs)])
             return outs
-        flat = _as_list(self._plan().run_forward(io.flatten_inputs(inputs)))
+        flat = as_list(self._plan().run_forward(io.flatten_inputs(inputs)))
         object.__setattr__(self, "_out_shapes", [np.shape(o) for o in flat])
         return io.nest_outputs(flat)
 
@@ -339,10 +339,10 @@ class Module:
             self.forward(inputs)        # run_backward would: this way the outputs' shapes are known here too
         io = self._structure(inputs)
         if io is None:
-            return self._plan().run_backward(inputs, self._scalar_grads(_as_list(grad_outputs)))
+            return self._plan().run_backward(inputs, self._scalar_grads(as_list(grad_outputs)))
         flat_g = self._scalar_grads(io.flatten_grads(grad_outputs))
         res = self._plan().run_backward(io.flatten_inputs(inputs), flat_g)
-        return io.nest_input_grads(_as_list(res), inputs)
+        return io.nest_input_grads(as_list(res), inputs)
 
     def _structure(self, inputs):
         """How run-time values map onto the plan's flat lists (None: one array per input and output)."""
@@ -372,25 +372,33 @@ def lower_on_shapes(module, shapes, node=None):
     return module.lower(b, *vals)
 
 
+def call_arguments(args) -> tuple:
+    """What a module was called on: ``m(a, b)`` and ``m([a, b])`` alike (torch7 passes tables as lists)."""
+    return tuple(args[0]) if len(args) == 1 and isinstance(args[0], (list, tuple)) else tuple(args)
+
+
+def not_a_node(value, where, site, hint="") -> GraphError:
+    """The error for ``value`` given where a node belongs (``where``: 'argument 1 of Linear(3 -> 4)'), naming the
+    likely slip: a module not called on its input, or an array given while building (arrays come at run time)."""
+    if isinstance(value, Module):
+        return GraphError(f"{where} is a Module ({value.label()}), not a Node — did you forget to call it: "
+                          f"{type(value).__name__}(...)(x)? (at {site})")
+    if hasattr(value, "shape"):
+        hint = " — arrays are given at run time to forward(), not when building"
+    return GraphError(f"{where} is a {type(value).__name__}, not a Node{hint} (at {site})")
+
+
 def _as_nodes(module, args, site):
     """The call's arguments as a flat list of nodes; a multi-output node stands for its outputs."""
-    if len(args) == 1 and isinstance(args[0], (list, tuple)):
-        args = tuple(args[0])
     nodes = []
-    for i, a in enumerate(args):
+    for i, a in enumerate(call_arguments(args)):
         if isinstance(a, Node):
             nodes.extend(_table_entries(module, a, site))
-        elif isinstance(a, Module):
-            raise GraphError(f"argument {i} of {module.label()} is a Module ({a.label()}), not a Node — did you "
-                             f"forget to call it: {type(a).__name__}(...)(x)? (at {site})")
         elif isinstance(a, (list, tuple)):
             raise GraphError(f"argument {i} of {module.label()} is a nested list; pass nodes, or one list of "
                              f"nodes (at {site})")
         else:
-            kind = type(a).__name__
-            hint = (" — arrays are given at run time to forward(), not when building"
-                    if hasattr(a, "shape") else "")
-            raise GraphError(f"argument {i} of {module.label()} is a {kind}, not a Node{hint} (at {site})")
+            raise not_a_node(a, f"argument {i} of {module.label()}", site)
     return nodes
 
 
@@ -415,5 +423,6 @@ def _positional_count(method) -> int | None:
     return sum(k in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD) for k in kinds)
 
 
-def _as_list(x):
+def as_list(x) -> list:
+    """A module's output(s) as a list: one value, or the values of a multi-output module."""
     return list(x) if isinstance(x, (list, tuple)) else [x]

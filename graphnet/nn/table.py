@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from .. import ops
 from ..errors import GraphError
-from ..module import Module
+from ..module import Module, call_arguments
 from ..node import Node
 from ._util import build_error, check_int, fail
 
@@ -98,8 +98,7 @@ class SplitTable(Module):
 
 def _one_table(args):
     """The node a table module was called on, when it was called on one node (or a list of one)."""
-    if len(args) == 1 and isinstance(args[0], (list, tuple)):
-        args = tuple(args[0])
+    args = call_arguments(args)
     return args[0] if len(args) == 1 and isinstance(args[0], Node) else None
 
 

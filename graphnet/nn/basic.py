@@ -16,20 +16,25 @@ def _uniform(stdv, shape):
     return rng().uniform(-stdv, stdv, shape).astype(DEFAULT_DTYPE)
 
 
-class Identity(Module):
-    """y = x (several inputs: passed through as several outputs). ``Identity()()`` is ``gn.Input()``."""
+class PassThrough(Module):
+    """Its inputs, unchanged, as its outputs (one input: one output). Identity, and FlattenTable: the entries of a
+    table are already flat when lowered."""
     arity = None
-
-    def __call__(self, *args, **kwargs):
-        if not args and not kwargs:
-            return Input()
-        return super().__call__(*args, **kwargs)
 
     def num_outputs(self, *shapes):
         return len(shapes)
 
     def lower(self, b, *xs):
         return xs[0] if len(xs) == 1 else list(xs)
+
+
+class Identity(PassThrough):
+    """y = x (several inputs: passed through as several outputs). ``Identity()()`` is ``gn.Input()``."""
+
+    def __call__(self, *args, **kwargs):
+        if not args and not kwargs:
+            return Input()
+        return super().__call__(*args, **kwargs)
 
 
 class Linear(Module):

@@ -4,6 +4,7 @@ from __future__ import annotations
 from .. import ops
 from ..errors import GraphError
 from ..module import Module, call_arguments
+from .basic import PassThrough
 from ..node import Node
 from ._util import build_error, check_int, fail
 
@@ -163,12 +164,5 @@ class NarrowTable(Module):
         return out if self.length != 1 else out[0]
 
 
-class FlattenTable(Module):
+class FlattenTable(PassThrough):
     """the entries of a nested table, depth first, as one flat table (several outputs)"""
-    arity = None
-
-    def num_outputs(self, *shapes):
-        return len(shapes)
-
-    def lower(self, b, *xs):
-        return xs[0] if len(xs) == 1 else list(xs)

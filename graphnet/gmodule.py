@@ -17,6 +17,7 @@ from .module import Module, not_a_node
 from .node import APPLY, INPUT, ITEM, Node, shapes_agree
 from .tables import Structure, input_spec, is_table, output_spec
 
+_ERRORS_SHOWN = hooks.errors_shown(GraphError)       # packing's errors, through gn.debug when it is on
 _HERE = {os.path.abspath(__file__), os.path.abspath(sys.modules[Module.__module__].__file__)}
 
 
@@ -25,13 +26,8 @@ class gModule(Module):
 
     def __init__(self, inputs, outputs):
         super().__init__()
-        try:
+        with _ERRORS_SHOWN:
             self._pack(inputs, outputs)
-        except GraphError as e:
-            shown = hooks.debug_view(e)
-            if shown is e:
-                raise
-            raise shown from None
 
     def _pack(self, inputs, outputs):
         site = caller_site()

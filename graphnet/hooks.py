@@ -28,6 +28,26 @@ def need(name: str):
                          f"(import graphnet, which loads every layer)") from None
 
 
+class errors_shown:
+    """A ``with`` block whose errors of class ``kind`` leave it as ``debug_view`` shows them. Stateless, so one
+    instance serves every call (a plain class: building calls it once per node, cheaper than a generator)."""
+    __slots__ = ("kind",)
+
+    def __init__(self, kind):
+        self.kind = kind
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, err, tb):
+        if kind is None or not issubclass(kind, self.kind):
+            return False
+        shown = debug_view(err)
+        if shown is err:
+            return False                # the error goes on as it was
+        raise shown from None
+
+
 def debug_view(err):
     """The error to raise where it leaves graphnet: under ``gn.debug()``, ``err`` with a drawing of the graph
     (see graphnet/debug.py); otherwise ``err`` itself."""

@@ -15,6 +15,7 @@ from .ops.opaque import lower_opaque
 DEFAULT_DTYPE = np.dtype(np.float32)
 _MODE_ATTRS = frozenset(("train", "_dtype"))     # what plans compile for, besides shapes and dtypes of inputs
 _rng = np.random.default_rng()
+_ERRORS_SHOWN = hooks.errors_shown(GraphnetError)    # a call's errors, through gn.debug when it is on
 _mode_epoch = 0             # bumped by every change of a module's mode or dtype, anywhere (see mode_version)
 
 
@@ -182,17 +183,12 @@ class Module:
 
     # --- building ------------------------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
-        try:
+        with _ERRORS_SHOWN:
             if kwargs:
                 raise GraphError(f"{self.label()} takes its input nodes as positional arguments, got keyword "
                                  f"argument{'s' * (len(kwargs) > 1)} {', '.join(map(repr, kwargs))} (at "
                                  f"{caller_site()}): {type(self).__name__}(...)(x)")
             return self._apply(args)
-        except GraphnetError as e:
-            shown = hooks.debug_view(e)
-            if shown is e:
-                raise
-            raise shown from None
 
     def _apply(self, args):
         site = caller_site()

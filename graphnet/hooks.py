@@ -1,11 +1,11 @@
 """What the lower layers call in the layers above them, registered by those layers rather than imported.
 
-graphnet's modules import only downwards (``errors`` -> ``ops`` -> ``node``, ``module`` -> ``nn``, ``gmodule``
--> ``compile`` -> ``debug``, ``render*``). A few things lower layers do need the layers above: calling a
-module infers shapes by lowering it on the compiler's IR builder, ``forward`` compiles a plan, ``a + b`` on
-nodes builds ``nn.CAddTable``, a gModule draws itself, errors pass through ``gn.debug``. Those layers register
-what they offer here (``graphnet/__init__`` does it once, after importing them), so the arrows of imports all
-point one way and each lower layer can be imported, and tested, without the ones above it.
+graphnet's lower layers import only downwards (``errors`` -> ``ops``, ``hooks`` -> ``node``, ``module`` ->
+``nn``, ``gmodule`` -> ``compile`` -> ``render*``; README "How it works"). Yet a few things they do need the
+layers above: calling a module infers shapes by lowering it on the compiler's IR builder, ``forward`` compiles
+a plan, ``a + b`` on nodes builds ``nn.CAddTable``, a gModule draws itself, errors pass through ``gn.debug``.
+Those layers register what they offer here (``graphnet/__init__`` does it once, after importing them), so the
+arrows of imports all point one way and each lower layer can be imported, and tested, without the ones above.
 """
 from __future__ import annotations
 

@@ -25,6 +25,7 @@ ALLOWED = {
     "node": {"errors", "hooks"},
     "tables": {"errors", "node"},
     # clone.py holds Module.clone's copying; it sits beside module (it reads no compiler, renderer or nn module)
+    "clone": {"errors"},
     "module": {"errors", "hooks", "ops", "node", "clone"},
     "gmodule": {"errors", "hooks", "ops", "node", "tables", "module"},
     "nn": {"errors", "hooks", "ops", "node", "tables", "module", "gmodule", "nn"},

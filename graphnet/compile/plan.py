@@ -19,6 +19,7 @@ import numpy as np
 from .. import module as _module
 from ..debug import active as _debug_active, check_finite_enabled, on_error
 from ..errors import GraphnetError, InputError, InputShapeError, ShapeError, fmt_shape
+from ..hooks import need
 from ..node import Input, shapes_agree
 from .emit import Emitted
 from .generic import Generic
@@ -283,8 +284,7 @@ class Plan:
         return self._last[0].code
 
     def _repr_svg_(self):
-        from ..render import repr_svg
-        return repr_svg(self)
+        return need("repr_svg")(self)
 
     def stats(self) -> dict:
         """The last run's executable's statistics, and the plan's: ``compiles`` (lowering, passes and code; a

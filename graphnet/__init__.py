@@ -14,4 +14,16 @@ from .rnn import unroll
 from .serialize import load, load_state, register_module, save, save_state
 from .train import Learner
 
+from . import hooks as _hooks
+from .compile import DEFAULT_LEVEL as _DEFAULT_LEVEL
+from .compile.ir import Builder as _Builder
+from .debug import active as _debug_active, on_error as _debug_on_error
+from .render import repr_svg as _repr_svg, summary as _summary, to_dot as _to_dot, to_networkx as _to_networkx
+
+# The layers above node/module/gmodule offer them what they call upwards (see graphnet/hooks.py): shape inference
+# on the compiler's IR builder, the plan behind forward/backward, the nn modules of node sugar, drawings, gn.debug.
+_hooks.provide(builder=_Builder, compile=compile, default_level=_DEFAULT_LEVEL, nn=nn, to_dot=_to_dot,
+               repr_svg=_repr_svg, summary=_summary, to_networkx=_to_networkx, debug_active=_debug_active,
+               debug_on_error=_debug_on_error)
+
 __version__ = "0.1.0"

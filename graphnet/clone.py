@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 
-from .nn._util import build_error
+from .errors import build_error
 
 
 def _grad_name(key: str) -> str:

@@ -93,3 +93,8 @@ def node_error(cls, message: str, node=None, context=None):
         if outer is not node:
             lines.append("  inside " + describe(outer))
     return cls("\n".join(lines), node)
+
+
+def build_error(message) -> GraphError:
+    """A GraphError about a module being made or configured, ending with the user's file:line."""
+    return GraphError(f"{message} (at {caller_site()})")

@@ -11,11 +11,13 @@ import sys
 
 import networkx as nx
 
+from . import hooks
 from .errors import GraphError, ShapeError, caller_site, fmt_shape, node_error
-from .module import Module
-from .node import APPLY, INPUT, ITEM, Node
+from .module import Module, not_a_node
+from .node import APPLY, INPUT, ITEM, Node, shapes_agree
 from .tables import Structure, input_spec, is_table, output_spec
 
+_ERRORS_SHOWN = hooks.errors_shown(GraphError)       # packing's errors, through gn.debug when it is on
 _HERE = {os.path.abspath(__file__), os.path.abspath(sys.modules[Module.__module__].__file__)}
 
 
@@ -24,13 +26,8 @@ class gModule(Module):
 
     def __init__(self, inputs, outputs):
         super().__init__()
-        try:
+        with _ERRORS_SHOWN:
             self._pack(inputs, outputs)
-        except GraphError as e:
-            from .debug import active, on_error
-            if not active():
-                raise
-            raise on_error(e) from None
 
     def _pack(self, inputs, outputs):
         site = caller_site()
@@ -134,33 +131,33 @@ class gModule(Module):
             res.extend(env[o]) if o.is_multi else res.append(env[o])
         return res[0] if len(res) == 1 else res
 
-    # --- inspection (drawing lives in render.py) -----------------------------------------------------------
+    # --- inspection (drawing lives in render.py, which registers these with graphnet.hooks) --------------
     def to_dot(self, **options):
         """A graphviz.Digraph of the graph (see gn.render for the options)."""
-        from .render import to_dot
-        return to_dot(self, **options)
+        return hooks.need("to_dot")(self, **options)
 
     def _repr_svg_(self):
-        from .render import repr_svg
-        return repr_svg(self)
+        return hooks.need("repr_svg")(self)
 
     def summary(self) -> str:
         """A table: node, module, output shape, parameters, inputs; with totals."""
-        from .render import summary
-        return summary(self)
+        return hooks.need("summary")(self)
 
     def to_networkx(self):
         """A networkx.DiGraph over node names, with attributes op, name, module, shape, site, kind."""
-        from .render import to_networkx
-        return to_networkx(self)
+        return hooks.need("to_networkx")(self)
+
+
+def one_node_graph(module, inputs) -> gModule:
+    """A gModule of one node: ``module`` applied to the Input nodes ``inputs``, its outputs (each entry of a
+    multi-output node) the graph's outputs. A plain module is compiled, drawn and exported as this graph."""
+    y = module(*inputs)
+    return gModule(inputs, list(y) if y.is_multi else [y])
 
 
 def _check_declared(b, node, x):
     want = node.shape
-    if want is None or x.shape is None:
-        return
-    if len(want) != len(x.shape) or any(w is not None and g is not None and w != g
-                                        for w, g in zip(want, x.shape)):
+    if want is not None and x.shape is not None and not shapes_agree(want, x.shape):
         raise node_error(ShapeError, f"input '{node.display_name()}' is declared with shape {fmt_shape(want)}, "
                                      f"got {fmt_shape(x.shape)}", node, context=reversed(b._src))
 
@@ -181,11 +178,8 @@ def _not_a_node(a, where, site):
     if isinstance(a, Node):
         return GraphError(f"gModule {where} '{a.display_name()}' has an unknown number of outputs; unpack it with "
                           f".split(k) (at {site})", a)
-    if isinstance(a, Module):
-        return GraphError(f"gModule {where} is a Module ({a.label()}), not a Node — did you forget to call "
-                          f"it: {type(a).__name__}(...)(x)? (at {site})")
-    return GraphError(f"gModule {where} is a {type(a).__name__}, not a Node; gModule takes lists of "
-                      f"nodes made by gn.Input() and by calling modules (at {site})")
+    return not_a_node(a, f"gModule {where}", site,
+                      "; gModule takes lists of nodes made by gn.Input() and by calling modules")
 
 
 def _no_duplicates(nodes, what, site):

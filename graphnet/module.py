@@ -6,13 +6,16 @@ import inspect
 
 import numpy as np
 
+from . import hooks
 from .errors import GraphError, GraphnetError, InputError, caller_site, node_error
 from .node import APPLY, Node
 from .ops.leaf import draw_from
+from .ops.opaque import lower_opaque
 
 DEFAULT_DTYPE = np.dtype(np.float32)
 _MODE_ATTRS = frozenset(("train", "_dtype"))     # what plans compile for, besides shapes and dtypes of inputs
 _rng = np.random.default_rng()
+_ERRORS_SHOWN = hooks.errors_shown(GraphnetError)    # a call's errors, through gn.debug when it is on
 _mode_epoch = 0             # bumped by every change of a module's mode or dtype, anywhere (see mode_version)
 
 
@@ -151,7 +154,6 @@ class Module:
         if not callable(getattr(self, "update_output", None)):
             raise node_error(GraphError, f"{type(self).__name__} defines neither lower(b, *xs) nor "
                                          f"update_output(*inputs): graphnet cannot compute it", b.src)
-        from .ops.opaque import lower_opaque
         try:
             return lower_opaque(self, b, *xs)
         except GraphnetError:
@@ -181,20 +183,14 @@ class Module:
 
     # --- building ------------------------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
-        try:
+        with _ERRORS_SHOWN:
             if kwargs:
                 raise GraphError(f"{self.label()} takes its input nodes as positional arguments, got keyword "
                                  f"argument{'s' * (len(kwargs) > 1)} {', '.join(map(repr, kwargs))} (at "
                                  f"{caller_site()}): {type(self).__name__}(...)(x)")
             return self._apply(args)
-        except GraphnetError as e:
-            from .debug import active, on_error
-            if not active():
-                raise
-            raise on_error(e) from None
 
     def _apply(self, args):
-        from .compile.ir import Builder
         site = caller_site()
         if type(self).lower is Module.lower and not callable(getattr(self, "update_output", None)):
             raise GraphError(f"{type(self).__name__} defines neither lower(b, *xs) (a composition of primitives) "
@@ -212,10 +208,7 @@ class Module:
         n_out = self.table_outputs() if deferred else self.num_outputs(*shapes)
         node = Node(APPLY, module=self, inputs=nodes, n_outputs=n_out, site=site)
         if n_out is not None and not deferred and all(s is not None for s in shapes):   # else: at compile time
-            b = Builder()
-            vals = [b.placeholder(s) for s in shapes]
-            b.push(node)
-            out = self.lower(b, *vals)
+            out = lower_on_shapes(self, shapes, node)
             node.shape = [v.shape for v in out] if n_out != 1 else out.shape
         return node
 
@@ -315,11 +308,10 @@ class Module:
 
     # --- running (nngraph's verbs) -------------------------------------------------------------------------
     def _plan(self):
-        from .compile import DEFAULT_LEVEL, compile
-        key = DEFAULT_LEVEL
+        key = hooks.need("default_level")
         plan = self._plans.get(key)
         if plan is None:                   # two threads may get here: both use the plan stored first
-            plan = self._plans.setdefault(key, compile(self, level=key))
+            plan = self._plans.setdefault(key, hooks.need("compile")(self, level=key))
         return plan
 
     def forward(self, inputs, *more):
@@ -330,9 +322,9 @@ class Module:
         io = self._structure(inputs)
         if io is None:
             outs = self._plan().run_forward(inputs)
-            object.__setattr__(self, "_out_shapes", [np.shape(o) for o in _as_list(outs)])
+            object.__setattr__(self, "_out_shapes", [np.shape(o) for o in as_list(outs)])
             return outs
-        flat = _as_list(self._plan().run_forward(io.flatten_inputs(inputs)))
+        flat = as_list(self._plan().run_forward(io.flatten_inputs(inputs)))
         object.__setattr__(self, "_out_shapes", [np.shape(o) for o in flat])
         return io.nest_outputs(flat)
 
@@ -343,10 +335,10 @@ class Module:
             self.forward(inputs)        # run_backward would: this way the outputs' shapes are known here too
         io = self._structure(inputs)
         if io is None:
-            return self._plan().run_backward(inputs, self._scalar_grads(_as_list(grad_outputs)))
+            return self._plan().run_backward(inputs, self._scalar_grads(as_list(grad_outputs)))
         flat_g = self._scalar_grads(io.flatten_grads(grad_outputs))
         res = self._plan().run_backward(io.flatten_inputs(inputs), flat_g)
-        return io.nest_input_grads(_as_list(res), inputs)
+        return io.nest_input_grads(as_list(res), inputs)
 
     def _structure(self, inputs):
         """How run-time values map onto the plan's flat lists (None: one array per input and output)."""
@@ -365,25 +357,44 @@ class Module:
     updateOutput = forward
 
 
+def lower_on_shapes(module, shapes, node=None):
+    """``module`` lowered on a scratch IR builder (registered by the compiler) over placeholders of these
+    shapes: its output value(s), whose shapes are what it makes. Build-time shape inference is this, so shapes
+    at build time come from the very code that compiles. ``node``: the graph node it is for (named in errors)."""
+    b = hooks.need("builder")()
+    vals = [b.placeholder(s) for s in shapes]
+    if node is not None:
+        b.push(node)
+    return module.lower(b, *vals)
+
+
+def call_arguments(args) -> tuple:
+    """What a module was called on: ``m(a, b)`` and ``m([a, b])`` alike (torch7 passes tables as lists)."""
+    return tuple(args[0]) if len(args) == 1 and isinstance(args[0], (list, tuple)) else tuple(args)
+
+
+def not_a_node(value, where, site, hint="") -> GraphError:
+    """The error for ``value`` given where a node belongs (``where``: 'argument 1 of Linear(3 -> 4)'), naming the
+    likely slip: a module not called on its input, or an array given while building (arrays come at run time)."""
+    if isinstance(value, Module):
+        return GraphError(f"{where} is a Module ({value.label()}), not a Node — did you forget to call it: "
+                          f"{type(value).__name__}(...)(x)? (at {site})")
+    if hasattr(value, "shape"):
+        hint = " — arrays are given at run time to forward(), not when building"
+    return GraphError(f"{where} is a {type(value).__name__}, not a Node{hint} (at {site})")
+
+
 def _as_nodes(module, args, site):
     """The call's arguments as a flat list of nodes; a multi-output node stands for its outputs."""
-    if len(args) == 1 and isinstance(args[0], (list, tuple)):
-        args = tuple(args[0])
     nodes = []
-    for i, a in enumerate(args):
+    for i, a in enumerate(call_arguments(args)):
         if isinstance(a, Node):
             nodes.extend(_table_entries(module, a, site))
-        elif isinstance(a, Module):
-            raise GraphError(f"argument {i} of {module.label()} is a Module ({a.label()}), not a Node — did you "
-                             f"forget to call it: {type(a).__name__}(...)(x)? (at {site})")
         elif isinstance(a, (list, tuple)):
             raise GraphError(f"argument {i} of {module.label()} is a nested list; pass nodes, or one list of "
                              f"nodes (at {site})")
         else:
-            kind = type(a).__name__
-            hint = (" — arrays are given at run time to forward(), not when building"
-                    if hasattr(a, "shape") else "")
-            raise GraphError(f"argument {i} of {module.label()} is a {kind}, not a Node{hint} (at {site})")
+            raise not_a_node(a, f"argument {i} of {module.label()}", site)
     return nodes
 
 
@@ -408,5 +419,6 @@ def _positional_count(method) -> int | None:
     return sum(k in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD) for k in kinds)
 
 
-def _as_list(x):
+def as_list(x) -> list:
+    """A module's output(s) as a list: one value, or the values of a multi-output module."""
     return list(x) if isinstance(x, (list, tuple)) else [x]

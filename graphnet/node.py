@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 from numbers import Integral, Number
 
+from . import hooks
 from .errors import GraphError, caller_site, fmt_shape
 
 INPUT, APPLY, ITEM = "input", "apply", "item"
@@ -159,12 +160,15 @@ class Node:
         return self.n_outputs
 
     # --- sugar: the same nodes as the table modules --------------------------------------------------------
+    # ``a + b``, ``x[2:5]``, ``-x`` build nn modules. nn sits above this file (its modules make nodes), so it is
+    # looked up where graphnet registers it (graphnet.hooks) rather than imported: node.py names nothing above
+    # its layer, and the layering test holds it to that with no exception.
     def __getitem__(self, key):
         if isinstance(key, int) and (self.is_multi or (self.kind == INPUT and self.can_be_table)):
             return self.item(key)           # an entry of a table (an unshaped input becomes one: s[k])
         if self.is_multi and isinstance(key, slice):
             return tuple(self)[key]            # like a tuple of its outputs: c, h = cell(...)[:2]
-        from . import nn
+        nn = hooks.need("nn")
         keys = key if isinstance(key, tuple) else (key,)
         if any(k is Ellipsis for k in keys):
             raise self._error("slicing a node does not support '...'; index each dimension")
@@ -212,39 +216,39 @@ class Node:
                           f"with Python numbers, not with {kind}{hint}")
 
     def __add__(self, o):
-        from . import nn
+        nn = hooks.need("nn")
         return self._binary(o, nn.CAddTable, lambda c: nn.AddConstant(c)(self))
 
     __radd__ = __add__
 
     def __sub__(self, o):
-        from . import nn
+        nn = hooks.need("nn")
         return self._binary(o, nn.CSubTable, lambda c: nn.AddConstant(-c)(self), symbol="-")
 
     def __rsub__(self, o):
-        from . import nn
+        nn = hooks.need("nn")
         return self._binary(o, nn.CSubTable, lambda c: nn.AddConstant(c)(nn.MulConstant(-1)(self)), swap=True,
                             symbol="-")
 
     def __mul__(self, o):
-        from . import nn
+        nn = hooks.need("nn")
         return self._binary(o, nn.CMulTable, lambda c: nn.MulConstant(c)(self), symbol="*")
 
     __rmul__ = __mul__
 
     def __truediv__(self, o):
-        from . import nn
+        nn = hooks.need("nn")
         if isinstance(o, Number) and not isinstance(o, bool) and o == 0:
             raise self._error(f"node '{self.display_name()}' / 0: division by zero")
         return self._binary(o, nn.CDivTable, lambda c: nn.MulConstant(1.0 / c)(self), symbol="/")
 
     def __rtruediv__(self, o):
-        from . import nn
+        nn = hooks.need("nn")
         return self._binary(o, nn.CDivTable, lambda c: nn.MulConstant(c)(nn.Power(-1)(self)), swap=True,
                             symbol="/")
 
     def __matmul__(self, o):
-        from . import nn
+        nn = hooks.need("nn")
         if not isinstance(o, Node):
             raise self._operand_error(o, "@")
         return nn.MM()(self, o)
@@ -253,13 +257,13 @@ class Node:
         raise self._operand_error(o, "@")
 
     def __pow__(self, p):
-        from . import nn
+        nn = hooks.need("nn")
         if isinstance(p, Number) and not isinstance(p, bool):
             return nn.Power(p)(self)
         raise self._operand_error(p, "**")
 
     def __abs__(self):
-        from . import nn
+        nn = hooks.need("nn")
         return nn.Abs()(self)
 
     def _no_compare(self, other):
@@ -275,12 +279,18 @@ class Node:
     __float__ = __int__ = __complex__ = _no_number
 
     def __neg__(self):
-        from . import nn
+        nn = hooks.need("nn")
         return nn.MulConstant(-1)(self)
 
     def __bool__(self):
         raise self._error(f"node '{self.display_name()}' is symbolic: it has no truth value until the graph "
                          "runs (use a module such as Threshold or CMaxTable instead of Python 'if')")
+
+
+def shapes_agree(a, b) -> bool:
+    """Two shapes agree where known: the same rank, and equal sizes wherever both are known (None: any size,
+    as in ``gn.Input((None, 3))``)."""
+    return len(a) == len(b) and all(p is None or q is None or p == q for p, q in zip(a, b))
 
 
 def Input(shape=None, name: str | None = None) -> Node:

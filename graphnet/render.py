@@ -16,7 +16,7 @@ import shutil
 import graphviz
 from .compile.ir import Builder
 from .errors import RenderError, fmt_shape
-from .gmodule import gModule
+from .gmodule import gModule, one_node_graph
 from .module import Module
 from .node import APPLY, INPUT, ITEM, Input
 from .ops import Leaf
@@ -180,9 +180,7 @@ def _as_graph(module):
     if module.arity is None:
         raise RenderError(f"{module.label()} takes any number of inputs; call it on gn.Input() nodes and draw "
                           f"the gModule")
-    xs = [Input(name=f"input{i}") for i in range(module.arity)]
-    y = module(*xs)
-    return gModule(xs, list(y) if y.is_multi else [y])
+    return one_node_graph(module, [Input(name=f"input{i}") for i in range(module.arity)])
 
 
 def _digraph(rankdir, title):

@@ -19,7 +19,8 @@ import numpy as np
 from .. import module as _module
 from ..debug import active as _debug_active, check_finite_enabled, on_error
 from ..errors import GraphnetError, InputError, InputShapeError, ShapeError, fmt_shape
-from ..node import Input
+from ..hooks import need
+from ..node import Input, shapes_agree
 from .binder import Bound, fit_binder, laid_out
 from .emit import Emitted
 from .generic import Generic
@@ -81,8 +82,7 @@ class Plan:
         if g is not None:
             for x, node in zip(out, g.inputs):
                 want = node.shape
-                if want is not None and (len(want) != x.ndim or
-                                         any(w is not None and w != s for w, s in zip(want, x.shape))):
+                if want is not None and not shapes_agree(want, x.shape):
                     raise InputShapeError(f"{who}: input '{node.display_name()}' must have shape {fmt_shape(want)}"
                                           f", got an array of shape {x.shape} (declared at {node.site})", node)
         return out
@@ -219,10 +219,8 @@ class Plan:
         """The gModule to lower: the module itself, or a one-node graph around a plain module."""
         if self.graph is not None:
             return self.graph
-        from ..gmodule import gModule
-        xs = [Input(shape) for shape, _ in signature]
-        y = self.module(*xs)
-        return gModule(xs, list(y) if y.is_multi else [y])
+        from ..gmodule import one_node_graph
+        return one_node_graph(self.module, [Input(shape) for shape, _ in signature])
 
     def _build(self, signature, interpret=False):
         from .lower import lower
@@ -300,8 +298,7 @@ class Plan:
         return self._last[0].code
 
     def _repr_svg_(self):
-        from ..render import repr_svg
-        return repr_svg(self)
+        return need("repr_svg")(self)
 
     def stats(self) -> dict:
         """The last run's executable's statistics, and the plan's: ``compiles`` (lowering, passes and code; a

@@ -64,17 +64,14 @@ def export_onnx(module: Module, path, inputs):
 
 def _as_graph(module, inputs):
     """A gModule to export: the module itself, or a one-node graph around a plain module."""
-    from ..gmodule import gModule
+    from ..gmodule import gModule, one_node_graph
     from ..node import Input
     if isinstance(module, gModule):
         return module
     n = len(inputs) if isinstance(inputs, (list, tuple)) else 1
-    xs = [Input(name="input" if n == 1 else f"input{i}") for i in range(n)]
-    y = module(*xs)
-    outs = y.split(y.n_outputs) if y.is_multi else [y]
-    for i, o in enumerate(outs):
-        o.name = "output" if len(outs) == 1 else f"output{i}"
-    graph = gModule(xs, outs)
+    graph = one_node_graph(module, [Input(name="input" if n == 1 else f"input{i}") for i in range(n)])
+    for i, o in enumerate(graph.outputs):
+        o.name = "output" if len(graph.outputs) == 1 else f"output{i}"
     graph.name = type(module).__name__
     return graph
 

@@ -3,17 +3,12 @@ from __future__ import annotations
 
 import numbers
 
-from ..errors import GraphError, ShapeError, caller_site, node_error
+from ..errors import ShapeError, build_error, node_error  # noqa: F401 (build_error: the nn files import it from here)
 
 
 def fail(b, message, cls=ShapeError):
     """An error (ShapeError unless told) about the graph node being lowered on builder ``b``."""
     return node_error(cls, message, b.src, context=reversed(b._src[:-1]))
-
-
-def build_error(message) -> GraphError:
-    """A GraphError about a module being made or configured, ending with the user's file:line."""
-    return GraphError(f"{message} (at {caller_site()})")
 
 
 def check_int(name, value, lo=None, module=""):

@@ -6,7 +6,9 @@ import math
 import numpy as np
 
 from .. import ops
+from ..errors import fmt_shape
 from ..module import DEFAULT_DTYPE, Module, Parameter, rng
+from ..node import Input
 from ._util import build_error, check_float, check_int, fail
 
 
@@ -14,21 +16,25 @@ def _uniform(stdv, shape):
     return rng().uniform(-stdv, stdv, shape).astype(DEFAULT_DTYPE)
 
 
-class Identity(Module):
-    """y = x (several inputs: passed through as several outputs). ``Identity()()`` is ``gn.Input()``."""
+class PassThrough(Module):
+    """Its inputs, unchanged, as its outputs (one input: one output). Identity, and FlattenTable: the entries of a
+    table are already flat when lowered."""
     arity = None
-
-    def __call__(self, *args, **kwargs):
-        if not args and not kwargs:
-            from ..node import Input
-            return Input()
-        return super().__call__(*args, **kwargs)
 
     def num_outputs(self, *shapes):
         return len(shapes)
 
     def lower(self, b, *xs):
         return xs[0] if len(xs) == 1 else list(xs)
+
+
+class Identity(PassThrough):
+    """y = x (several inputs: passed through as several outputs). ``Identity()()`` is ``gn.Input()``."""
+
+    def __call__(self, *args, **kwargs):
+        if not args and not kwargs:
+            return Input()
+        return super().__call__(*args, **kwargs)
 
 
 class Linear(Module):
@@ -50,7 +56,7 @@ class Linear(Module):
             raise fail(b, f"{self.label()} takes an input of shape (..., {self.in_features}), got a 0-d scalar")
         if x.shape[-1] is not None and x.shape[-1] != self.in_features:
             raise fail(b, f"{self.label()} expects {self.in_features} features in the last dim, got input shape "
-                          f"{_fmt(x.shape)}")
+                          f"{fmt_shape(x.shape)}")
         vec = len(x.shape) == 1
         if vec:
             x = b(ops.Reshape((1, self.in_features)), x)
@@ -58,11 +64,6 @@ class Linear(Module):
         if self.bias is not None:
             y = b(ops.Add(), y, b.param(self.bias))
         return b(ops.Reshape((self.out_features,)), y) if vec else y
-
-
-def _fmt(shape):
-    from ..errors import fmt_shape
-    return fmt_shape(shape)
 
 
 class MM(Module):
@@ -203,26 +204,26 @@ class HardTanh(_Pointwise):
         self.op = ops.HardTanh(lo, hi)
 
 
-class SoftMax(Module):
+class _AlongDim(Module):
+    """One primitive that normalises x along ``dim`` (default: the last): SoftMax and LogSoftMax."""
+    primitive = None                # the op class, called with the dim
+
+    def __init__(self, dim: int = -1):
+        super().__init__()
+        self.dim = check_int("dim", dim, module=type(self).__name__)
+
+    def lower(self, b, x):
+        return b(self.primitive(self.dim), x)
+
+
+class SoftMax(_AlongDim):
     """y = softmax(x) along ``dim`` (default: the last)"""
-
-    def __init__(self, dim: int = -1):
-        super().__init__()
-        self.dim = check_int("dim", dim, module="SoftMax")
-
-    def lower(self, b, x):
-        return b(ops.Softmax(self.dim), x)
+    primitive = ops.Softmax
 
 
-class LogSoftMax(Module):
+class LogSoftMax(_AlongDim):
     """y = log(softmax(x)) along ``dim`` (default: the last)"""
-
-    def __init__(self, dim: int = -1):
-        super().__init__()
-        self.dim = check_int("dim", dim, module="LogSoftMax")
-
-    def lower(self, b, x):
-        return b(ops.LogSoftmax(self.dim), x)
+    primitive = ops.LogSoftmax
 
 
 class Dropout(Module):

@@ -8,12 +8,8 @@ from __future__ import annotations
 
 from .. import ops
 from ..errors import GraphError, GraphnetError, fmt_shape
-from ..module import Module
+from ..module import Module, as_list, lower_on_shapes
 from ._util import build_error, check_int, fail
-
-
-def _as_list(out):
-    return list(out) if isinstance(out, (list, tuple)) else [out]
 
 
 def _result(outs):
@@ -23,12 +19,10 @@ def _result(outs):
 def _lowered_count(module, shapes):
     """How many outputs ``module`` makes from inputs of these shapes, found by lowering it on a scratch builder;
     None when a shape is unknown or lowering fails (the real lowering, with the node in context, will say why)."""
-    from ..compile.ir import Builder
     if not shapes or any(s is None for s in shapes):
         return None
-    b = Builder()
     try:
-        return len(_as_list(module.lower(b, *[b.placeholder(s) for s in shapes])))
+        return len(as_list(lower_on_shapes(module, shapes)))
     except GraphnetError:
         return None
 
@@ -105,7 +99,7 @@ class Sequential(Container):
             if m.arity is not None and len(outs) != m.arity:
                 raise fail(b, f"Sequential: member {m.label()} takes {m.arity} input(s), but the previous member "
                               f"gives {len(outs)}", GraphError)
-            outs = _as_list(m.lower(b, *outs))
+            outs = as_list(m.lower(b, *outs))
         return _result(outs)
 
     def _count_guess(self, shapes):
@@ -126,7 +120,7 @@ class ConcatTable(Container):
         self._need_members(b)
         outs = []
         for m in self._members:
-            outs.extend(_as_list(m.lower(b, *xs)))
+            outs.extend(as_list(m.lower(b, *xs)))
         return _result(outs)
 
     def _count_guess(self, shapes):
@@ -147,7 +141,7 @@ class ParallelTable(Container):
             raise fail(b, f"ParallelTable has {len(self._members)} members but got {len(xs)} inputs", GraphError)
         outs = []
         for m, x in zip(self._members, xs):
-            outs.extend(_as_list(m.lower(b, x)))
+            outs.extend(as_list(m.lower(b, x)))
         return _result(outs)
 
     def _count_guess(self, shapes):

@@ -8,7 +8,9 @@ from __future__ import annotations
 import numpy as np
 
 from .. import ops
+from ..errors import fmt_shape
 from ..module import Module, _bump
+from ..node import shapes_agree
 from ._util import build_error, check_int, fail
 
 
@@ -51,9 +53,7 @@ class Criterion(Module):
         return b(op(None), per_element)
 
     def _same_shape(self, b, x, t):
-        if len(x.shape) != len(t.shape) or any(p is not None and q is not None and p != q
-                                               for p, q in zip(x.shape, t.shape)):
-            from ..errors import fmt_shape
+        if not shapes_agree(x.shape, t.shape):
             raise fail(b, f"{type(self).__name__}: prediction {fmt_shape(x.shape)} and target "
                           f"{fmt_shape(t.shape)} must have the same shape")
 
@@ -88,7 +88,6 @@ class ClassNLLCriterion(Criterion):
             x = b(ops.Reshape((1, x.shape[0])), x)
             t = b(ops.Reshape((1,)), t)
         if len(x.shape) != 2 or len(t.shape) != 1:
-            from ..errors import fmt_shape
             raise fail(b, f"ClassNLLCriterion takes log-probabilities (batch, classes) and integer targets "
                           f"(batch,), got {fmt_shape(x.shape)} and {fmt_shape(t.shape)}")
         if self.weights is None and self.ignore_index is None:

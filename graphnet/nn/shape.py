@@ -46,17 +46,24 @@ class Select(Module):
         return b(ops.Index(self.dim, self.index), x)
 
 
-class Reshape(Module):
-    """y = x reshaped to (batch, *shape): the batch dim (dim 0) is kept, as torch nn in batch mode"""
+class _ToShape(Module):
+    """A module made with a target shape: ``Reshape(3, 4)``, ``View(-1, 4)``."""
+    example = ""                    # a shape for the error when none is given
 
     def __init__(self, *shape):
         super().__init__()
-        self.size = _dims(shape, "Reshape")
+        name = type(self).__name__
+        self.size = _dims(shape, name)
         if not self.size:
-            raise build_error("Reshape needs a shape: Reshape(3, 4)")
+            raise build_error(f"{name} needs a shape: {name}({self.example})")
 
     def label(self):
-        return f"Reshape({', '.join(map(str, self.size))})"
+        return f"{type(self).__name__}({', '.join(map(str, self.size))})"
+
+
+class Reshape(_ToShape):
+    """y = x reshaped to (batch, *shape): the batch dim (dim 0) is kept, as torch nn in batch mode"""
+    example = "3, 4"
 
     def lower(self, b, x):
         if len(x.shape) == 0:
@@ -66,17 +73,9 @@ class Reshape(Module):
         return b(ops.Reshape((batch,) + self.size), x)
 
 
-class View(Module):
+class View(_ToShape):
     """y = x reshaped to exactly ``shape`` (one -1: whatever is left)"""
-
-    def __init__(self, *shape):
-        super().__init__()
-        self.size = _dims(shape, "View")
-        if not self.size:
-            raise build_error("View needs a shape: View(-1, 4)")
-
-    def label(self):
-        return f"View({', '.join(map(str, self.size))})"
+    example = "-1, 4"
 
     def lower(self, b, x):
         return b(ops.Reshape(self.size), x)

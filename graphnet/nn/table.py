@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from .. import ops
 from ..errors import GraphError
-from ..module import Module
+from ..module import Module, call_arguments
+from .basic import PassThrough
 from ..node import Node
 from ._util import build_error, check_int, fail
 
@@ -98,8 +99,7 @@ class SplitTable(Module):
 
 def _one_table(args):
     """The node a table module was called on, when it was called on one node (or a list of one)."""
-    if len(args) == 1 and isinstance(args[0], (list, tuple)):
-        args = tuple(args[0])
+    args = call_arguments(args)
     return args[0] if len(args) == 1 and isinstance(args[0], Node) else None
 
 
@@ -164,12 +164,5 @@ class NarrowTable(Module):
         return out if self.length != 1 else out[0]
 
 
-class FlattenTable(Module):
+class FlattenTable(PassThrough):
     """the entries of a nested table, depth first, as one flat table (several outputs)"""
-    arity = None
-
-    def num_outputs(self, *shapes):
-        return len(shapes)
-
-    def lower(self, b, *xs):
-        return xs[0] if len(xs) == 1 else list(xs)

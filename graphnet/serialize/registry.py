@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from .. import module as _module
 from ..errors import FormatError
-from ..nn._util import build_error
+from ..errors import build_error
 
 _REGISTRY = {}
 _USER = {}

@@ -12,12 +12,16 @@ import re
 
 # a number not inside an identifier or a longer number, or the name of a constant made by Emitted._out_of
 _LITERAL = re.compile(r"(?<![\w.])(\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|k_\w+)(?![\w.])")
+# a line's comment (its graph node and file:line): not part of what runs, and the node's name may differ between
+# the graphs two sizes were compiled from
+_COMMENT = re.compile(r"  # .*$", re.M)
 
 
 class CodeTemplate:
     """The text of two programs' code with the literals that differ between them as names."""
 
     def __init__(self, code1: str, code2: str):
+        code1, code2 = _COMMENT.sub("", code1), _COMMENT.sub("", code2)
         p1, p2 = _LITERAL.split(code1), _LITERAL.split(code2)
         self.ok = len(p1) == len(p2) and p1[0::2] == p2[0::2]
         self.text, self.literals, self.slots = p1[0::2], p1[1::2], {}    # slots: literal index -> (name, kind)
@@ -78,7 +82,7 @@ class CodeTemplate:
         differs from the template elsewhere (or one name would stand for two values)."""
         if not self.ok:
             return None
-        p = _LITERAL.split(code)
+        p = _LITERAL.split(_COMMENT.sub("", code))
         if len(p) != 2 * len(self.literals) + 1 or p[0::2] != self.text:
             return None
         out, replaced, numbers = {}, set(), []

@@ -3,6 +3,7 @@ from .batch import sum_of_gemms
 from .cse import cse
 from .dce import dce
 from .fold import fold_constants
+from .fuse import fuse
 from .products import distribute_over_stacks, reassociate_products
 from .rows import batch_rows, hoist_invariants, sum_of_reductions
 from .simplify import flatten_stacks, shared_transposes, simplify

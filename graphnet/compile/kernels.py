@@ -1,0 +1,267 @@
+"""Fused kernels: a group of elementwise ops becomes one loop nest over rows, compiled by numba.
+
+A kernel writes its group's results into one array ``out`` of shape (*rows, W): each result the fusion pass
+keeps (read after the kernel, or read by the group at other columns) owns a block of W's columns. Every array and
+every size but the column widths is an argument, read at run time: the same kernel serves every batch size and
+any thread. Per row, the group's ops run in loops over 1-D row slices (numba vectorizes those; 3-D indexing it
+does not); ops of one width that read only each other's column j share one loop and pass scalars.
+
+The scalar formula of each op lives in ``_RULES`` (numba compiles scalar code; the numpy forms in ops/ are calls
+on whole arrays). float32 ``tanh`` is a rational approximation LLVM can vectorize (libm's ``tanhf`` is a scalar
+call, slower than numpy's SIMD loop), accurate to a few float32 ulps; float64 uses ``math.tanh``.
+"""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from ..ops import (Abs, Add, AddN, AddScalar, Compare, Const, Deriv, Div, Exp, HardTanh, LeakyReLU, Log, Maximum, Minimum,
+                   Mul, Op, ReLU, Scale, Sigmoid, Sqrt, Square, Sub, Tanh, Threshold)
+
+_CMP = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+
+# op class -> scalar formula over argument names; c(x) is the literal x in the kernel's dtype
+_RULES = {
+    Add: lambda op, a, c: f"{a[0]} + {a[1]}",
+    Sub: lambda op, a, c: f"{a[0]} - {a[1]}",
+    Mul: lambda op, a, c: f"{a[0]} * {a[1]}",
+    Div: lambda op, a, c: f"{a[0]} / {a[1]}",
+    AddN: lambda op, a, c: " + ".join(a),
+    # NaN propagates from either side, as np.maximum / np.minimum
+    Maximum: lambda op, a, c: f"{a[0]} if ({a[0]} >= {a[1]} or {a[0]} != {a[0]}) else {a[1]}",
+    Minimum: lambda op, a, c: f"{a[0]} if ({a[0]} <= {a[1]} or {a[0]} != {a[0]}) else {a[1]}",
+    Compare: lambda op, a, c: f"{c(1)} if {a[0]} {_CMP[op.cmp]} {a[1]} else {c(0)}",
+    Scale: lambda op, a, c: f"{a[0]} * {c(op.c)}",
+    AddScalar: lambda op, a, c: f"{a[0]} + {c(op.c)}",
+    Tanh: lambda op, a, c: f"_tanh({a[0]})",
+    Sigmoid: lambda op, a, c: f"_tanh({a[0]} * {c(0.5)}) * {c(0.5)} + {c(0.5)}",   # as Sigmoid.fn computes it
+    ReLU: lambda op, a, c: f"{a[0]} if ({a[0]} >= {c(0)} or {a[0]} != {a[0]}) else {c(0)}",
+    LeakyReLU: lambda op, a, c: f"{a[0]} if {a[0]} > {c(0)} else {a[0]} * {c(op.slope)}",
+    HardTanh: lambda op, a, c: f"{c(op.lo)} if {a[0]} < {c(op.lo)} else ({c(op.hi)} if {a[0]} > {c(op.hi)} else {a[0]})",
+    Threshold: lambda op, a, c: f"{a[0]} if {a[0]} > {c(op.threshold)} else {c(op.value)}",
+    Exp: lambda op, a, c: f"math.exp({a[0]})",
+    Log: lambda op, a, c: f"math.log({a[0]})",
+    Sqrt: lambda op, a, c: f"math.sqrt({a[0]})",
+    Abs: lambda op, a, c: f"abs({a[0]})",
+    Square: lambda op, a, c: f"{a[0]} * {a[0]}",
+}
+
+# the derivative of a unary op (``Deriv(op)``), over x, y or both as the op's ``uses`` says
+_DERIV_RULES = {
+    Tanh: lambda op, a, c: f"{c(1)} - {a[0]} * {a[0]}",
+    Sigmoid: lambda op, a, c: f"({c(1)} - {a[0]}) * {a[0]}",
+    ReLU: lambda op, a, c: f"{c(1)} if {a[0]} > {c(0)} else {c(0)}",
+    LeakyReLU: lambda op, a, c: f"{c(1)} if {a[0]} > {c(0)} else {c(op.slope)}",
+    HardTanh: lambda op, a, c: f"{c(1)} if ({a[0]} > {c(op.lo)} and {a[0]} < {c(op.hi)}) else {c(0)}",
+    Threshold: lambda op, a, c: f"{c(1)} if {a[0]} > {c(op.threshold)} else {c(0)}",
+    Square: lambda op, a, c: f"{c(2)} * {a[0]}",
+    Log: lambda op, a, c: f"{c(1)} / {a[0]}",
+    Sqrt: lambda op, a, c: f"{c(0.5)} / {a[0]}",
+    Abs: lambda op, a, c: f"{c(1)} if {a[0]} > {c(0)} else ({c(-1)} if {a[0]} < {c(0)} else {a[0]} * {c(0)})",
+}
+
+
+def scalar_rule(op):
+    """The scalar formula of ``op`` for a kernel, or None when kernels do not compute it."""
+    if type(op) is Deriv:
+        rule = _DERIV_RULES.get(type(op.op))
+        return None if rule is None else (lambda d, a, c: rule(d.op, a, c))
+    return _RULES.get(type(op))
+
+
+def is_literal(v) -> bool:
+    """A constant scalar: spelled in the kernel's source, not passed in."""
+    return isinstance(v.op, Const) and v.ndim == 0 and v.op.value.dtype.kind in "fiub"
+
+
+def literal(dtype):
+    """c(x): the constant x spelled in the kernel's dtype (a float64 literal would promote float32 math)."""
+    if np.dtype(dtype) == np.float32:
+        return lambda x: f"_F({float(x)!r})"
+    return lambda x: repr(float(x))
+
+
+_HEADER = '''import math
+import numpy as np
+from numba import njit
+
+_F = np.{dtype}
+'''
+_TANH32 = '''
+
+@njit(error_model="numpy", nogil=True, cache=True)
+def _tanh(x):
+    # tanh as a rational function of x (clamped where tanh(x) rounds to +-1 in float32): vectorizable
+    x = min(max(x, _F(-7.90531110763549805)), _F(7.90531110763549805))
+    x2 = x * x
+    p = x2 * _F(-2.76076847742355e-16) + _F(2.00018790482477e-13)
+    p = x2 * p + _F(-8.60467152213735e-11)
+    p = x2 * p + _F(5.12229709037114e-08)
+    p = x2 * p + _F(1.48572235717979e-05)
+    p = x2 * p + _F(6.37261928875436e-04)
+    p = x2 * p + _F(4.89352455891786e-03)
+    q = x2 * _F(1.19825839466702e-06) + _F(1.18534705686654e-04)
+    q = x2 * q + _F(2.26843463243900e-03)
+    q = x2 * q + _F(4.89352518554385e-03)
+    return x * p / q
+'''
+_TANH64 = "\n_tanh = math.tanh\n"
+
+
+class Kernel:
+    """The source of one kernel, named after its hash: ``name(out, a0, a1, ...)``."""
+
+    def __init__(self, body: str, dtype):
+        self.dtype = np.dtype(dtype)
+        head = _HEADER.format(dtype=self.dtype.name) + (_TANH32 if self.dtype == np.float32 else _TANH64)
+        digest = hashlib.sha256((head + body).encode()).hexdigest()[:16]
+        self.name = f"_k{digest}"
+        self.body = body.replace("KERNEL", self.name)
+        self.module_source = head + "\n\n" + self.body
+
+    def function(self):
+        from .numba_backend import load
+        return load(self.name, self.module_source)
+
+
+def plan_kernel(members, slices, ext, outside):
+    """The kernel computing ``members`` (values of one rank, leading shape and dtype, in schedule order).
+
+    ``slices``: id(slice value) -> (member it slices, start column); ``ext``: the arrays it reads, in order;
+    ``outside``: ids of members (or slices) read after the kernel. Returns (Kernel, {id(member): column offset in
+    out} for the members kept in out, the width of out, whether out may be one of its inputs' arrays)."""
+    mem = {id(v) for v in members}
+    level, cross = {}, set()
+    for v in members:
+        lv = 0
+        for a in v.args:
+            if id(a) in mem:
+                same = a.shape[-1] == v.shape[-1]
+                lv = max(lv, level[id(a)] if same else level[id(a)] + 1)
+            elif id(a) in slices:
+                src = slices[id(a)][0]
+                cross.add(id(src))
+                lv = max(lv, level[id(src)] + 1)
+        level[id(v)] = lv
+    for v in members:                           # read in a later loop: kept in out
+        for a in v.args:
+            if id(a) in mem and level[id(a)] != level[id(v)]:
+                cross.add(id(a))
+    for s in outside:
+        cross.add(id(slices[s][0]) if s in slices else s)
+    offsets, width = {}, 0
+    for v in members:
+        if id(v) in cross:
+            offsets[id(v)] = width
+            width += v.shape[-1]
+    n = len(members[0].shape)
+    dtype = members[0].dtype
+    c = literal(dtype)
+    ext_pos = {id(a): k for k, a in enumerate(ext)}
+    ext_info = [(a.ndim, {da for da in range(a.ndim - 1) if a.shape[da] == 1}) for a in ext]
+
+    def read(a, w):
+        """The expression reading value ``a`` at column j of a loop of width w."""
+        if id(a) in mem and id(a) not in offsets:
+            return f"v{members.index(a)}"
+        if id(a) in mem and level_of_reader[0] == level[id(a)] and a.shape[-1] == w:
+            return f"v{members.index(a)}"
+        if id(a) in mem or id(a) in slices:
+            src, start = (a, 0) if id(a) in mem else slices[id(a)]
+            off = offsets[id(src)] + start
+            return f"o[{off}]" if a.shape[-1] == 1 and w > 1 else f"o[{_plus(off)}j]"
+        if is_literal(a):
+            return c(a.op.value)
+        k = ext_pos[id(a)]
+        if a.ndim == 0:
+            return f"s{k}"
+        return f"r{k}[0]" if a.shape[-1] == 1 and w > 1 else f"r{k}[j]"
+
+    loops = {}
+    for v in members:
+        loops.setdefault((level[id(v)], v.shape[-1]), []).append(v)
+    level_of_reader = [0]
+    body = []
+    for (lv, w), vs in sorted(loops.items(), key=lambda kv: (kv[0][0], members.index(kv[1][0]))):
+        level_of_reader[0] = lv
+        body.append(f"for j in range({w}):")
+        for v in vs:
+            i = members.index(v)
+            body.append(f"    v{i} = {scalar_rule(v.op)(v.op, [read(a, w) for a in v.args], c)}")
+            if id(v) in offsets:
+                body.append(f"    o[{_plus(offsets[id(v)])}j] = v{i}")
+    args = "".join(f", a{k}" for k in range(len(ext)))
+    lines = ['@njit(error_model="numpy", nogil=True, cache=True)', f"def KERNEL(out{args}):"]
+    ind = "    "
+    lines += [f"{ind}s{k} = a{k}[()]" for k, (rank, _) in enumerate(ext_info) if rank == 0]
+    for d in range(n - 1):
+        lines.append(f"{ind}for i{d} in range(out.shape[{d}]):")
+        ind += "    "
+    lines.append(f"{ind}o = out[{', '.join(f'i{d}' for d in range(n - 1))}]" if n > 1 else f"{ind}o = out")
+    for k, (rank, ones) in enumerate(ext_info):
+        if rank == 0:
+            continue
+        idx = [f"min(i{n - rank + da}, a{k}.shape[{da}] - 1)" if da in ones else f"i{n - rank + da}"
+               for da in range(rank - 1)]
+        lines.append(f"{ind}r{k} = a{k}[{', '.join(idx)}]" if idx else f"{ind}r{k} = a{k}")
+    lines += [ind + line for line in body]
+    single_loop = len(loops) == 1
+    return Kernel("\n".join(lines) + "\n", dtype), offsets, width, single_loop
+
+
+def _plus(off):
+    return f"{off} + " if off else ""
+
+
+class FusedKernel(Op):
+    """One call computing a group of elementwise ops row by row (see ``graphnet.compile.passes.fuse``)."""
+    arity = None
+    family = "fused"
+
+    def __init__(self, kernel: Kernel, width: int, ops: int, single: bool, inplace: bool):
+        self.kernel, self.width, self.ops = kernel, int(width), int(ops)
+        # one result of the group's own shape: an elementwise op, written anywhere (a slice of a stack, in place)
+        self.elementwise, self.inplace = single, inplace
+
+    def attrs(self):
+        return (("kernel", self.kernel.name), ("ops", self.ops))
+
+    def shape(self, *shapes):
+        n = max(len(s) for s in shapes)
+        lead = [1] * (n - 1)
+        for s in shapes:
+            for da, size in enumerate(s[:-1]):
+                d = n - len(s) + da
+                lead[d] = size if size != 1 else lead[d]
+        return tuple(lead) + (self.width,)
+
+    def dtype(self, *dtypes):
+        return self.kernel.dtype
+
+    def plan_globals(self) -> dict:
+        """The names the plan's code uses for this op."""
+        return {self.kernel.name: self.kernel.function()}
+
+    def expr_out(self, out, k, *args):
+        return f"{self.kernel.name}({out}{''.join(', ' + a for a in args)})"
+
+    def forward(self, *xs):
+        out = np.empty(self.shape(*[x.shape for x in xs]), self.kernel.dtype)
+        self.kernel.function()(out, *xs)
+        return out
+
+    def __repr__(self):
+        return f"Fused[{self.ops} ops]"
+
+
+def describe_kernels(code: str, prog) -> tuple[str, int]:
+    """The plan's code followed by the source of each kernel it calls (once each), and their number."""
+    seen = {}
+    for v in prog.values:
+        if isinstance(v.op, FusedKernel):
+            seen.setdefault(v.op.kernel.name, v.op.kernel)
+    if not seen:
+        return code, 0
+    parts = [code, "# --- fused kernels (numba) ---"] + [k.body for k in seen.values()]
+    return "\n".join(parts), len(seen)

@@ -1,0 +1,245 @@
+"""Fusion: maximal groups of elementwise ops become one kernel call each (the numba backend).
+
+A value joins a group when its op has a scalar formula (``kernels.scalar_rule``: arithmetic, activations, their
+derivatives ``Deriv``), it has rank >= 2, and every input is either in the group or an array of its dtype whose
+shape broadcasts to it (a row vector such as a bias, a column, a scalar); column slices of a group's values (the
+gates of a stacked pre-activation, say) join their source's group. All values of a group share the leading
+shape (the rows) and the phase (forward or backward: inference never computes backward's derivatives). A group
+stays convex: a value does not join (or merge) groups that it also reaches through an outside value, so the
+kernel can run where its last member ran. Groups of one single-call op are left to numpy.
+
+The group becomes one ``FusedKernel`` value; each of its results read afterwards is a column slice of the
+kernel's output (the group's result itself when it has only one). Nothing here knows what network it is fusing.
+"""
+from __future__ import annotations
+
+import copy
+import heapq
+
+from ...ops import Const, Slice
+from ..ir import Value
+from ..kernels import FusedKernel, is_literal, plan_kernel, scalar_rule
+
+
+def fuse(prog):
+    values = prog.values
+    fwd = {id(v) for v in prog.forward_values()}
+    groups = _Groups()
+    slices = {}                                  # id(slice member) -> (the member it reads, start column)
+    for v in values:
+        groups.see(v)
+        if _slice_member(v, groups):
+            src = v.args[0]
+            start = v.op.span(src.shape[-1])[0]
+            base, at = slices.get(id(src), (src, 0))
+            slices[id(v)] = (base, at + start)
+            groups.add(v, groups.of(src))
+            continue
+        if not _candidate(v):
+            continue
+        key = (id(v) in fwd, v.shape[:-1], v.dtype.str)
+        chosen = []
+        for g in sorted({groups.of(a) for a in v.args if groups.of(a) is not None}):
+            if groups.key[g] == key and groups.can_join(v, chosen, g):
+                chosen.append(g)
+        groups.add(v, groups.merge(chosen) if chosen else groups.new(key))
+    return _rewrite(prog, [m for m in groups.members.values() if _worth_it(m, slices)], slices)
+
+
+class _Groups:
+    """Groups being formed (union-find over group ids) and what depends on what: per value outside the groups,
+    the groups it reads (directly or through other outside values); per group, the same for its inputs. A group
+    runs as one call, so a path through it counts from any of its inputs to any of its results."""
+
+    def __init__(self):
+        self.parent, self.members, self.key, self.reads = {}, {}, {}, {}
+        self.group, self.deps = {}, {}           # id(value) -> its group id; -> group ids it reads
+
+    def find(self, g):
+        while self.parent[g] != g:
+            self.parent[g] = self.parent[self.parent[g]]
+            g = self.parent[g]
+        return g
+
+    def of(self, v):
+        g = self.group.get(id(v))
+        return None if g is None else self.find(g)
+
+    def _entry(self, a):
+        return {self.group[id(a)]} if id(a) in self.group else self.deps.get(id(a), set())
+
+    def see(self, v):
+        self.deps[id(v)] = set().union(*[self._entry(a) for a in v.args]) if v.args else set()
+
+    def new(self, key):
+        g = len(self.parent)
+        self.parent[g], self.members[g], self.key[g], self.reads[g] = g, [], key, set()
+        return g
+
+    def add(self, v, g):
+        for a in v.args:
+            if self.of(a) != g:
+                self.reads[g] |= self._entry(a)
+        self.group[id(v)] = g
+        self.members[g].append(v)
+
+    def merge(self, gs):
+        g, *rest = gs
+        for h in rest:
+            self.parent[h] = g
+            self.members[g].extend(self.members.pop(h))
+            self.reads[g] |= self.reads.pop(h)
+        return g
+
+    def _reaches(self, readers, inside, targets):
+        """Whether an input of ``readers`` from outside the groups ``inside`` depends on one of ``targets``."""
+        stack, seen = [], set()
+        for m in readers:
+            stack.extend(x for a in m.args if self.of(a) not in inside for x in self._entry(a))
+        while stack:
+            x = self.find(stack.pop())
+            if x in targets:
+                return True
+            if x not in seen:
+                seen.add(x)
+                stack.extend(self.reads[x])
+        return False
+
+    def can_join(self, v, chosen, g) -> bool:
+        """v may join the groups ``chosen`` + g as one group: no path leaves it and comes back."""
+        s = set(chosen) | {g}
+        if self._reaches([v], s, s):
+            return False
+        old = [m for h in chosen for m in self.members[h]]
+        return not (self._reaches(self.members[g], s, set(chosen)) or self._reaches(old, s, {g}))
+
+
+def _candidate(v) -> bool:
+    if v.shape is None or len(v.shape) < 2 or not v.op.pure or v.dtype.kind != "f" or scalar_rule(v.op) is None:
+        return False
+    for a in v.args:
+        if is_literal(a):
+            continue
+        if a.shape is None or a.dtype != v.dtype or a.ndim > v.ndim:
+            return False
+        if a.ndim and a.shape[-1] not in (1, v.shape[-1]):
+            return False
+        if any(s not in (1, t) for s, t in zip(a.shape[:-1], v.shape[len(v.shape) - a.ndim:-1])):
+            return False
+    return True
+
+
+def _slice_member(v, groups) -> bool:
+    """A slice along the last dim of a group's value: the group reads it at an offset of that value's columns."""
+    if not isinstance(v.op, Slice) or not v.args or groups.of(v.args[0]) is None or v.shape is None:
+        return False
+    return v.op.dim % v.ndim == v.ndim - 1
+
+
+def _worth_it(members, slices) -> bool:
+    """Two ops or more, or one that numpy computes in several calls."""
+    ops = [m for m in members if id(m) not in slices]
+    if len(ops) != 1:
+        return len(ops) > 1
+    code = ops[0].op.expr_out("o", lambda c: "k", *["x"] * len(ops[0].args))
+    return code is None or ";" in code
+
+
+def _rewrite(prog, groups, slices):
+    """The program with each group replaced by its kernel (a new program; the given one is not changed)."""
+    users = {}
+    for v in prog.values:
+        for a in v.args:
+            users.setdefault(id(a), []).append(v)
+    roots = {id(r) for r in prog.outputs + prog.input_grads + prog.param_grads if r is not None}
+    pos = {id(v): i for i, v in enumerate(prog.values)}
+    order = {}                                   # id(new value) -> where it goes in the schedule
+    replaced = {}                                # id(old member) -> its new value, or None (read by no one else)
+    made = []                                    # (kernel value, the old values it reads)
+    fused_ops = 0
+    for members in groups:
+        mem = {id(m) for m in members}
+        ops = [m for m in members if id(m) not in slices]
+        ext = list({id(a): a for m in ops for a in m.args if id(a) not in mem and not is_literal(a)}.values())
+        outside = [id(m) for m in members
+                   if id(m) in roots or any(id(u) not in mem for u in users.get(id(m), ()))]
+        mine = {id(m): slices[id(m)] for m in members if id(m) in slices}
+        kernel, offsets, width, single_loop = plan_kernel(ops, mine, ext, outside)
+        single = len(offsets) == 1
+        inplace = single and single_loop and not any(a.op.view or isinstance(a.op, Const) for a in ext)
+        last = max(members, key=lambda m: pos[id(m)])
+        k = Value(FusedKernel(kernel, width, len(ops), single, inplace), (), tuple(ops[0].shape[:-1]) + (width,),
+                  ops[0].dtype, last.src)
+        made.append((k, ext))
+        order[id(k)] = (pos[id(last)], 0)
+        for m in members:
+            replaced[id(m)] = None
+            if id(m) not in outside:
+                continue
+            src, start = (m, 0) if id(m) not in mine else mine[id(m)]
+            off = offsets[id(src)] + start
+            if single and off == 0 and m.shape[-1] == width:
+                replaced[id(m)] = k
+                continue
+            s = _value(Slice(len(m.shape) - 1, off, m.shape[-1]), m.shape, m.dtype, m.src, m.id)
+            s.args = (k,)
+            order[id(s)] = (pos[id(last)], 1)
+            replaced[id(m)] = s
+        fused_ops += len(ops)
+    new = {}
+
+    def get(v):
+        if v is None:
+            return None
+        return replaced[id(v)] if id(v) in replaced else new[id(v)]
+
+    kept = [v for v in prog.values if id(v) not in replaced]
+    for v in kept:
+        new[id(v)] = nv = _value(v.op, v.shape, v.dtype, v.src, v.id)
+        order[id(nv)] = (pos[id(v)], 0)
+    for v in kept:
+        new[id(v)].args = tuple(get(a) for a in v.args)
+    slice_values = [s for s in replaced.values() if s is not None and isinstance(s.op, Slice)]
+    for k, ext in made:
+        k.args = tuple(get(a) for a in ext)
+    res = copy.copy(prog)
+    res.values = _topological([new[id(v)] for v in kept] + [k for k, _ in made] + slice_values, order)
+    res.args = [get(a) for a in prog.args]
+    res.outputs = [get(o) for o in prog.outputs]
+    res.seeds = [get(s) for s in prog.seeds]
+    res.params = [(p, get(v)) for p, v in prog.params]
+    res.input_grads = [get(g) for g in prog.input_grads]
+    res.param_grads = [get(g) for g in prog.param_grads]
+    res.meta = dict(prog.meta, fused_groups=len(groups), fused_ops=fused_ops)
+    return res
+
+
+def _value(op, shape, dtype, src, vid):
+    """A new IR value (arguments set by the caller) keeping the identity ``vid`` of the value it stands for."""
+    v = Value.__new__(Value)
+    v.op, v.args, v.shape, v.dtype, v.src, v.id = op, (), shape, dtype, src, vid
+    return v
+
+
+def _topological(values, order):
+    """The values in a topological order, as close to ``order``'s keys as their dependencies allow."""
+    ids = {id(v) for v in values}
+    waiting = {id(v): sum(1 for a in set(map(id, v.args)) if a in ids) for v in values}
+    users = {}
+    for v in values:
+        for a in {id(a) for a in v.args}:
+            if a in ids:
+                users.setdefault(a, []).append(v)
+    heap = [(order[id(v)], n, v) for n, v in enumerate(values) if waiting[id(v)] == 0]
+    heapq.heapify(heap)
+    count, out = len(values), []
+    while heap:
+        _, _, v = heapq.heappop(heap)
+        out.append(v)
+        for u in users.get(id(v), ()):
+            waiting[id(u)] -= 1
+            if waiting[id(u)] == 0:
+                count += 1
+                heapq.heappush(heap, (order[id(u)], count, u))
+    assert len(out) == len(values), "fusion made a cycle"
+    return out

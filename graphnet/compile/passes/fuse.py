@@ -141,7 +141,10 @@ def _worth_it(members, slices) -> bool:
     ops = [m for m in members if id(m) not in slices]
     if len(ops) != 1:
         return len(ops) > 1
-    code = ops[0].op.expr_out("o", lambda c: "k", *["x"] * len(ops[0].args))
+    try:
+        code = ops[0].op.expr_out("o", lambda c: "k", *["x"] * len(ops[0].args))
+    except (TypeError, ValueError):
+        code = None
     return code is None or ";" in code
 
 
@@ -155,18 +158,22 @@ def _rewrite(prog, groups, slices):
     pos = {id(v): i for i, v in enumerate(prog.values)}
     order = {}                                   # id(new value) -> where it goes in the schedule
     replaced = {}                                # id(old member) -> its new value, or None (read by no one else)
-    made = []                                    # (kernel value, the old values it reads)
+    made = []                                    # (kernel value, the values it reads: old ones, or kernels)
+    placed = {}                                  # id(old value read after its kernel) -> (kernel, column offset)
     fused_ops = 0
-    for members in groups:
+    for members in _dependencies_first(groups, slices):
         mem = {id(m) for m in members}
         ops = [m for m in members if id(m) not in slices]
-        ext = list({id(a): a for m in ops for a in m.args if id(a) not in mem and not is_literal(a)}.values())
+        where = {id(a): _column_base(a, placed) for m in ops for a in m.args
+                 if id(a) not in mem and not is_literal(a)}
+        ext = list({id(base): base for base, _ in where.values()}.values())
         outside = [id(m) for m in members
                    if id(m) in roots or any(id(u) not in mem for u in users.get(id(m), ()))]
         mine = {id(m): slices[id(m)] for m in members if id(m) in slices}
-        kernel, offsets, width, single_loop = plan_kernel(ops, mine, ext, outside)
+        kernel, offsets, width, single_loop = plan_kernel(ops, mine, ext, outside, where)
         single = len(offsets) == 1
-        inplace = single and single_loop and not any(a.op.view or isinstance(a.op, Const) for a in ext)
+        inplace = single and single_loop and not any(a.op.view or isinstance(a.op, Const) for a in ext) \
+            and all(off == 0 for _, off in where.values())
         last = max(members, key=lambda m: pos[id(m)])
         k = Value(FusedKernel(kernel, width, len(ops), single, inplace), (), tuple(ops[0].shape[:-1]) + (width,),
                   ops[0].dtype, last.src)
@@ -178,6 +185,7 @@ def _rewrite(prog, groups, slices):
                 continue
             src, start = (m, 0) if id(m) not in mine else mine[id(m)]
             off = offsets[id(src)] + start
+            placed[id(m)] = (k, off)
             if single and off == 0 and m.shape[-1] == width:
                 replaced[id(m)] = k
                 continue
@@ -188,9 +196,11 @@ def _rewrite(prog, groups, slices):
         fused_ops += len(ops)
     new = {}
 
+    kernels = {id(k) for k, _ in made}
+
     def get(v):
-        if v is None:
-            return None
+        if v is None or id(v) in kernels:
+            return v
         return replaced[id(v)] if id(v) in replaced else new[id(v)]
 
     kept = [v for v in prog.values if id(v) not in replaced]
@@ -212,6 +222,37 @@ def _rewrite(prog, groups, slices):
     res.param_grads = [get(g) for g in prog.param_grads]
     res.meta = dict(prog.meta, fused_groups=len(groups), fused_ops=fused_ops)
     return res
+
+
+def _column_base(a, placed):
+    """(array, column offset): an input that is a column slice of an array (a kernel's output among them) is
+    read from that array."""
+    off = 0
+    while True:
+        if id(a) in placed:
+            k, at = placed[id(a)]
+            return k, off + at
+        if not (isinstance(a.op, Slice) and a.args and a.ndim and a.op.dim % a.ndim == a.ndim - 1
+                and a.args[0].shape is not None):
+            return a, off
+        off += a.op.span(a.args[0].shape[-1])[0]
+        a = a.args[0]
+
+
+def _dependencies_first(groups, slices):
+    """The groups, each after the groups whose results it reads (their layout decides where it reads them)."""
+    index = {id(m): i for i, g in enumerate(groups) for m in g}
+    needs = [{index[id(a)] for m in g if id(m) not in slices for a in m.args if id(a) in index} - {i}
+             for i, g in enumerate(groups)]
+    done, out = set(), []
+    while len(out) < len(groups):
+        before = len(out)
+        for i, g in enumerate(groups):
+            if i not in done and needs[i] <= done:
+                done.add(i)
+                out.append(g)
+        assert len(out) > before, "fused groups depend on each other in a cycle"
+    return out
 
 
 def _value(op, shape, dtype, src, vid):

@@ -125,13 +125,16 @@ class Kernel:
         return load(self.name, self.module_source)
 
 
-def plan_kernel(members, slices, ext, outside):
+def plan_kernel(members, slices, ext, outside, where=None):
     """The kernel computing ``members`` (values of one rank, leading shape and dtype, in schedule order).
 
     ``slices``: id(slice value) -> (member it slices, start column); ``ext``: the arrays it reads, in order;
-    ``outside``: ids of members (or slices) read after the kernel. Returns (Kernel, {id(member): column offset in
+    ``outside``: ids of members (or slices) read after the kernel; ``where``: id(input) -> (array of ``ext``,
+    column offset) for inputs that are column slices of an array, read in place (a row of a column slice is
+    not known to be contiguous: numba would not vectorize it). Returns (Kernel, {id(member): column offset in
     out} for the members kept in out, the width of out, whether out may be one of its inputs' arrays)."""
     mem = {id(v) for v in members}
+    where = where or {}
     level, cross = {}, set()
     for v in members:
         lv = 0
@@ -173,10 +176,11 @@ def plan_kernel(members, slices, ext, outside):
             return f"o[{off}]" if a.shape[-1] == 1 and w > 1 else f"o[{_plus(off)}j]"
         if is_literal(a):
             return c(a.op.value)
-        k = ext_pos[id(a)]
+        base, off = where.get(id(a), (a, 0))
+        k = ext_pos[id(base)]
         if a.ndim == 0:
             return f"s{k}"
-        return f"r{k}[0]" if a.shape[-1] == 1 and w > 1 else f"r{k}[j]"
+        return f"r{k}[{off}]" if a.shape[-1] == 1 and w > 1 else f"r{k}[{_plus(off)}j]"
 
     loops = {}
     for v in members:
@@ -221,8 +225,9 @@ class FusedKernel(Op):
 
     def __init__(self, kernel: Kernel, width: int, ops: int, single: bool, inplace: bool):
         self.kernel, self.width, self.ops = kernel, int(width), int(ops)
-        # one result of the group's own shape: an elementwise op, written anywhere (a slice of a stack, in place)
-        self.elementwise, self.inplace = single, inplace
+        # written over an input only where that is safe; never as an elementwise op into a slice of a stack,
+        # whose rows numba could not know to be contiguous
+        self.inplace = inplace
 
     def attrs(self):
         return (("kernel", self.kernel.name), ("ops", self.ops))

@@ -125,13 +125,14 @@ class Kernel:
         return load(self.name, self.module_source)
 
 
-def plan_kernel(members, slices, ext, outside, where=None):
+def plan_kernel(members, slices, ext, outside, where=None, first=()):
     """The kernel computing ``members`` (values of one rank, leading shape and dtype, in schedule order).
 
     ``slices``: id(slice value) -> (member it slices, start column); ``ext``: the arrays it reads, in order;
     ``outside``: ids of members (or slices) read after the kernel; ``where``: id(input) -> (array of ``ext``,
     column offset) for inputs that are column slices of an array, read in place (a row of a column slice is
-    not known to be contiguous: numba would not vectorize it). Returns (Kernel, {id(member): column offset in
+    not known to be contiguous: numba would not vectorize it); ``first``: members to lay out first, side by side
+    in this order (the pieces of a column stack, which then is a block of out). Returns (Kernel, {id(member): column offset in
     out} for the members kept in out, the width of out, whether out may be one of its inputs' arrays)."""
     mem = {id(v) for v in members}
     where = where or {}
@@ -154,7 +155,7 @@ def plan_kernel(members, slices, ext, outside, where=None):
     for s in outside:
         cross.add(id(slices[s][0]) if s in slices else s)
     offsets, width = {}, 0
-    for v in members:
+    for v in list(first) + [m for m in members if all(m is not f for f in first)]:
         if id(v) in cross:
             offsets[id(v)] = width
             width += v.shape[-1]

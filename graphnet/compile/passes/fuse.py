@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import heapq
 
-from ...ops import Const, Slice
+from ...ops import Concat, Const, Slice
 from ..ir import Value
 from ..kernels import FusedKernel, is_literal, plan_kernel, scalar_rule
 
@@ -26,6 +26,7 @@ def fuse(prog):
     fwd = {id(v) for v in prog.forward_values()}
     groups = _Groups()
     slices = {}                                  # id(slice member) -> (the member it reads, start column)
+    readers = {}                                 # id(value) -> groups with a member reading it
     for v in values:
         groups.see(v)
         if _slice_member(v, groups):
@@ -42,7 +43,15 @@ def fuse(prog):
         for g in sorted({groups.of(a) for a in v.args if groups.of(a) is not None}):
             if groups.key[g] == key and groups.can_join(v, chosen, g):
                 chosen.append(g)
-        groups.add(v, groups.merge(chosen) if chosen else groups.new(key))
+        if not chosen:                           # a sibling: joins a group that reads one of its inputs
+            for g in sorted({groups.find(h) for a in v.args for h in readers.get(id(a), ())}):
+                if groups.key[g] == key and groups.can_join(v, [], g):
+                    chosen.append(g)
+                    break
+        g = groups.merge(chosen) if chosen else groups.new(key)
+        groups.add(v, g)
+        for a in v.args:
+            readers.setdefault(id(a), set()).add(g)
     return _rewrite(prog, [m for m in groups.members.values() if _worth_it(m, slices)], slices)
 
 
@@ -170,7 +179,9 @@ def _rewrite(prog, groups, slices):
         outside = [id(m) for m in members
                    if id(m) in roots or any(id(u) not in mem for u in users.get(id(m), ()))]
         mine = {id(m): slices[id(m)] for m in members if id(m) in slices}
-        kernel, offsets, width, single_loop = plan_kernel(ops, mine, ext, outside, where)
+        stack = _column_stack(ops, users)
+        kernel, offsets, width, single_loop = plan_kernel(ops, mine, ext, outside, where,
+                                                          stack.args if stack is not None else ())
         single = len(offsets) == 1
         inplace = single and single_loop and not any(a.op.view or isinstance(a.op, Const) for a in ext) \
             and all(off == 0 for _, off in where.values())
@@ -193,6 +204,13 @@ def _rewrite(prog, groups, slices):
             s.args = (k,)
             order[id(s)] = (pos[id(last)], 1)
             replaced[id(m)] = s
+        if stack is not None:                    # the stack is a block of the kernel's output: no copy
+            s = _value(Slice(len(stack.shape) - 1, offsets[id(stack.args[0])], stack.shape[-1]), stack.shape,
+                       stack.dtype, stack.src, stack.id)
+            s.args = (k,)
+            order[id(s)] = (pos[id(stack)], 0)
+            replaced[id(stack)] = s
+            placed[id(stack)] = (k, offsets[id(stack.args[0])])
         fused_ops += len(ops)
     new = {}
 
@@ -222,6 +240,16 @@ def _rewrite(prog, groups, slices):
     res.param_grads = [get(g) for g in prog.param_grads]
     res.meta = dict(prog.meta, fused_groups=len(groups), fused_ops=fused_ops)
     return res
+
+
+def _column_stack(ops, users):
+    """A Concat along the last dim of results of this group only, each once (the first such, if any)."""
+    for m in ops:
+        for c in users.get(id(m), ()):
+            if isinstance(c.op, Concat) and c.shape is not None and c.op.dim % c.ndim == c.ndim - 1 \
+                    and all(any(a is o for o in ops) for a in c.args) and len({id(a) for a in c.args}) == len(c.args):
+                return c
+    return None
 
 
 def _column_base(a, placed):

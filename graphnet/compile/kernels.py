@@ -88,7 +88,11 @@ from numba import njit
 
 _F = np.{dtype}
 '''
-_TANH32 = '''
+_TANH32 = '''import numpy as np
+from numba import njit
+
+_F = np.float32
+
 
 @njit(error_model="numpy", nogil=True, cache=True)
 def _tanh(x):
@@ -107,6 +111,8 @@ def _tanh(x):
     return x * p / q
 '''
 _TANH64 = "\n_tanh = math.tanh\n"
+# float32 kernels call this _tanh, compiled once in a module of its own (and cached) rather than in every kernel
+_HELPERS32 = ("_graphnet_tanh32_" + hashlib.sha256(_TANH32.encode()).hexdigest()[:12], _TANH32)
 
 
 class Kernel:
@@ -114,7 +120,8 @@ class Kernel:
 
     def __init__(self, body: str, dtype):
         self.dtype = np.dtype(dtype)
-        head = _HEADER.format(dtype=self.dtype.name) + (_TANH32 if self.dtype == np.float32 else _TANH64)
+        head = _HEADER.format(dtype=self.dtype.name) + ("\n# _tanh: float32 tanh, from the module " + _HELPERS32[0]
+                                                        + "\n" if self.dtype == np.float32 else _TANH64)
         digest = hashlib.sha256((head + body).encode()).hexdigest()[:16]
         self.name = f"_k{digest}"
         self.body = body.replace("KERNEL", self.name)
@@ -122,7 +129,10 @@ class Kernel:
 
     def function(self):
         from .numba_backend import load
-        return load(self.name, self.module_source)
+        given = {}
+        if self.dtype == np.float32:
+            given["_tanh"] = load(*_HELPERS32, attr="_tanh")
+        return load(self.name, self.module_source, given)
 
 
 def plan_kernel(members, slices, ext, outside, where=None, first=()):

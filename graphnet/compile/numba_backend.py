@@ -59,8 +59,10 @@ def cache_dir() -> Path:
     raise InputError(f"the numba backend needs a writable cache folder; set GRAPHNET_CACHE (tried {base})")
 
 
-def load(name: str, source: str):
-    """The numba-compiled function ``name`` defined by ``source`` (compiled on its first call per type)."""
+def load(name: str, source: str, given: dict | None = None, attr: str | None = None):
+    """The numba-compiled function ``attr`` (default ``name``) defined by ``source``, run as module ``name`` with
+    the globals ``given`` (compiled on its first call per type)."""
+    attr = attr or name
     fn = _loaded.get(name)
     if fn is not None:
         return fn
@@ -77,7 +79,8 @@ def load(name: str, source: str):
             module_name = f"graphnet_kernels.{name}"
             spec = importlib.util.spec_from_file_location(module_name, path)
             module = importlib.util.module_from_spec(spec)
+            module.__dict__.update(given or {})
             sys.modules[module_name] = module
             spec.loader.exec_module(module)
-            fn = _loaded[name] = getattr(module, name)
+            fn = _loaded[name] = getattr(module, attr)
     return fn

@@ -6,8 +6,8 @@ every size but the column widths is an argument, read at run time: the same kern
 any thread. Per row, the group's ops run in loops over 1-D row slices (numba vectorizes those; 3-D indexing it
 does not); ops of one width that read only each other's column j share one loop and pass scalars.
 
-The scalar formula of each op lives in ``_RULES`` (numba compiles scalar code; the numpy forms in ops/ are calls
-on whole arrays). float32 ``tanh`` is a rational approximation LLVM can vectorize (libm's ``tanhf`` is a scalar
+The scalar formula of each op lives in ``kernel_rules`` (numba compiles scalar code; the numpy forms in ops/ are
+calls on whole arrays). float32 ``tanh`` is a rational approximation LLVM can vectorize (libm's ``tanhf`` is a scalar
 call, slower than numpy's SIMD loop), accurate to a few float32 ulps; float64 uses ``math.tanh``.
 """
 from __future__ import annotations
@@ -16,71 +16,8 @@ import hashlib
 
 import numpy as np
 
-from ..ops import (Abs, Add, AddN, AddScalar, Compare, Const, Deriv, Div, Exp, HardTanh, LeakyReLU, Log, Maximum, Minimum,
-                   Mul, Op, ReLU, Scale, Sigmoid, Sqrt, Square, Sub, Tanh, Threshold)
-
-_CMP = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
-
-# op class -> scalar formula over argument names; c(x) is the literal x in the kernel's dtype
-_RULES = {
-    Add: lambda op, a, c: f"{a[0]} + {a[1]}",
-    Sub: lambda op, a, c: f"{a[0]} - {a[1]}",
-    Mul: lambda op, a, c: f"{a[0]} * {a[1]}",
-    Div: lambda op, a, c: f"{a[0]} / {a[1]}",
-    AddN: lambda op, a, c: " + ".join(a),
-    # NaN propagates from either side, as np.maximum / np.minimum
-    Maximum: lambda op, a, c: f"{a[0]} if ({a[0]} >= {a[1]} or {a[0]} != {a[0]}) else {a[1]}",
-    Minimum: lambda op, a, c: f"{a[0]} if ({a[0]} <= {a[1]} or {a[0]} != {a[0]}) else {a[1]}",
-    Compare: lambda op, a, c: f"{c(1)} if {a[0]} {_CMP[op.cmp]} {a[1]} else {c(0)}",
-    Scale: lambda op, a, c: f"{a[0]} * {c(op.c)}",
-    AddScalar: lambda op, a, c: f"{a[0]} + {c(op.c)}",
-    Tanh: lambda op, a, c: f"_tanh({a[0]})",
-    Sigmoid: lambda op, a, c: f"_tanh({a[0]} * {c(0.5)}) * {c(0.5)} + {c(0.5)}",   # as Sigmoid.fn computes it
-    ReLU: lambda op, a, c: f"{a[0]} if ({a[0]} >= {c(0)} or {a[0]} != {a[0]}) else {c(0)}",
-    LeakyReLU: lambda op, a, c: f"{a[0]} if {a[0]} > {c(0)} else {a[0]} * {c(op.slope)}",
-    HardTanh: lambda op, a, c: f"{c(op.lo)} if {a[0]} < {c(op.lo)} else ({c(op.hi)} if {a[0]} > {c(op.hi)} else {a[0]})",
-    Threshold: lambda op, a, c: f"{a[0]} if {a[0]} > {c(op.threshold)} else {c(op.value)}",
-    Exp: lambda op, a, c: f"math.exp({a[0]})",
-    Log: lambda op, a, c: f"math.log({a[0]})",
-    Sqrt: lambda op, a, c: f"math.sqrt({a[0]})",
-    Abs: lambda op, a, c: f"abs({a[0]})",
-    Square: lambda op, a, c: f"{a[0]} * {a[0]}",
-}
-
-# the derivative of a unary op (``Deriv(op)``), over x, y or both as the op's ``uses`` says
-_DERIV_RULES = {
-    Tanh: lambda op, a, c: f"{c(1)} - {a[0]} * {a[0]}",
-    Sigmoid: lambda op, a, c: f"({c(1)} - {a[0]}) * {a[0]}",
-    ReLU: lambda op, a, c: f"{c(1)} if {a[0]} > {c(0)} else {c(0)}",
-    LeakyReLU: lambda op, a, c: f"{c(1)} if {a[0]} > {c(0)} else {c(op.slope)}",
-    HardTanh: lambda op, a, c: f"{c(1)} if ({a[0]} > {c(op.lo)} and {a[0]} < {c(op.hi)}) else {c(0)}",
-    Threshold: lambda op, a, c: f"{c(1)} if {a[0]} > {c(op.threshold)} else {c(0)}",
-    Square: lambda op, a, c: f"{c(2)} * {a[0]}",
-    Log: lambda op, a, c: f"{c(1)} / {a[0]}",
-    Sqrt: lambda op, a, c: f"{c(0.5)} / {a[0]}",
-    Abs: lambda op, a, c: f"{c(1)} if {a[0]} > {c(0)} else ({c(-1)} if {a[0]} < {c(0)} else {a[0]} * {c(0)})",
-}
-
-
-def scalar_rule(op):
-    """The scalar formula of ``op`` for a kernel, or None when kernels do not compute it."""
-    if type(op) is Deriv:
-        rule = _DERIV_RULES.get(type(op.op))
-        return None if rule is None else (lambda d, a, c: rule(d.op, a, c))
-    return _RULES.get(type(op))
-
-
-def is_literal(v) -> bool:
-    """A constant scalar: spelled in the kernel's source, not passed in."""
-    return isinstance(v.op, Const) and v.ndim == 0 and v.op.value.dtype.kind in "fiub"
-
-
-def literal(dtype):
-    """c(x): the constant x spelled in the kernel's dtype (a float64 literal would promote float32 math)."""
-    if np.dtype(dtype) == np.float32:
-        return lambda x: f"_F({float(x)!r})"
-    return lambda x: repr(float(x))
-
+from ..ops import Op
+from .kernel_rules import convert, is_literal, literal, row_rule, scalar_rule
 
 _HEADER = '''import math
 import numpy as np
@@ -149,9 +86,10 @@ def plan_kernel(members, slices, ext, outside, where=None, first=()):
     level, cross = {}, set()
     for v in members:
         lv = 0
+        row = row_rule(v.op, v.ndim) is not None         # reads its inputs' whole rows: after they are done
         for a in v.args:
             if id(a) in mem:
-                same = a.shape[-1] == v.shape[-1]
+                same = a.shape[-1] == v.shape[-1] and not row
                 lv = max(lv, level[id(a)] if same else level[id(a)] + 1)
             elif id(a) in slices:
                 src = slices[id(a)][0]
@@ -200,10 +138,21 @@ def plan_kernel(members, slices, ext, outside, where=None, first=()):
     body = []
     for (lv, w), vs in sorted(loops.items(), key=lambda kv: (kv[0][0], members.index(kv[1][0]))):
         level_of_reader[0] = lv
+        formulas = {}
+        for v in vs:
+            i = members.index(v)
+            row = row_rule(v.op, v.ndim)
+            if row is None:
+                formulas[i] = scalar_rule(v.op)(v.op, [read(a, w) for a in v.args], c)
+                continue
+            reductions, after, formulas[i] = row(v.op, [read(a, w) for a in v.args], f"u{i}", convert(dtype))
+            for init, step in reductions:
+                body += [init, f"for j in range({w}):", f"    {step}"]
+            body += after
         body.append(f"for j in range({w}):")
         for v in vs:
             i = members.index(v)
-            body.append(f"    v{i} = {scalar_rule(v.op)(v.op, [read(a, w) for a in v.args], c)}")
+            body.append(f"    v{i} = {formulas[i]}")
             if id(v) in offsets:
                 body.append(f"    o[{_plus(offsets[id(v)])}j] = v{i}")
     args = "".join(f", a{k}" for k in range(len(ext)))

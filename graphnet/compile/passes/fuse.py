@@ -18,7 +18,8 @@ import heapq
 
 from ...ops import Concat, Const, Slice
 from ..ir import Value
-from ..kernels import FusedKernel, is_literal, plan_kernel, scalar_rule
+from ..kernel_rules import is_literal, row_rule, scalar_rule
+from ..kernels import FusedKernel, plan_kernel
 
 
 def fuse(prog):
@@ -124,7 +125,11 @@ class _Groups:
 
 
 def _candidate(v) -> bool:
-    if v.shape is None or len(v.shape) < 2 or not v.op.pure or v.dtype.kind != "f" or scalar_rule(v.op) is None:
+    if v.shape is None or len(v.shape) < 2 or not v.op.pure or v.dtype.kind != "f":
+        return False
+    if row_rule(v.op, v.ndim) is not None:      # along the row: inputs of its own shape
+        return all(a.shape == v.shape and a.dtype == v.dtype for a in v.args)
+    if scalar_rule(v.op) is None:
         return False
     for a in v.args:
         if is_literal(a):

@@ -162,3 +162,15 @@ def test_backend_names_are_checked():
         gn.compile(g, backend="cuda")
     assert gn.compile(g, backend="auto").backend == "numba"
     assert gn.compile_train_step(g, backend="numpy").backend == "numpy"
+
+
+def test_a_scalar_computed_in_the_plan_feeds_a_kernel():
+    # a full sum is a numpy scalar in the plan, not a 0-d array: the kernel takes either
+    x = gn.Input()
+    y = nn.Tanh()(x * nn.Sum(0)(nn.Sum(0)(x)))
+    g = gn.gModule([x], [nn.Sigmoid()(y) + 1.0]).float64()
+    xa = np.random.default_rng(0).standard_normal((3, 4))
+    seed = np.random.default_rng(1).standard_normal((3, 4))
+    ref, got = _run(g, [xa], [seed], level=0), _run(g, [xa], [seed], level=2, backend="numba")
+    _agree(ref, got, 1e-12)
+    assert got[3].stats()["fused_groups"] >= 2

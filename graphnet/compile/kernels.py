@@ -183,8 +183,9 @@ class FusedKernel(Op):
     arity = None
     family = "fused"
 
-    def __init__(self, kernel: Kernel, width: int, ops: int, single: bool, inplace: bool):
+    def __init__(self, kernel: Kernel, width: int, ops: int, inplace: bool, scalars=()):
         self.kernel, self.width, self.ops = kernel, int(width), int(ops)
+        self.scalars = frozenset(scalars)    # positions of 0-d inputs: the plan may hold them as numpy scalars
         # written over an input only where that is safe; never as an elementwise op into a slice of a stack,
         # whose rows numba could not know to be contiguous
         self.inplace = inplace
@@ -209,11 +210,12 @@ class FusedKernel(Op):
         return {self.kernel.name: self.kernel.function()}
 
     def expr_out(self, out, k, *args):
+        args = [f"np.asarray({a})" if i in self.scalars else a for i, a in enumerate(args)]
         return f"{self.kernel.name}({out}{''.join(', ' + a for a in args)})"
 
     def forward(self, *xs):
         out = np.empty(self.shape(*[x.shape for x in xs]), self.kernel.dtype)
-        self.kernel.function()(out, *xs)
+        self.kernel.function()(out, *[np.asarray(x) for x in xs])
         return out
 
     def __repr__(self):

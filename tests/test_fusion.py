@@ -174,3 +174,27 @@ def test_a_scalar_computed_in_the_plan_feeds_a_kernel():
     ref, got = _run(g, [xa], [seed], level=0), _run(g, [xa], [seed], level=2, backend="numba")
     _agree(ref, got, 1e-12)
     assert got[3].stats()["fused_groups"] >= 2
+
+
+def test_kernels_are_written_to_the_cache_folder(tmp_path, monkeypatch):
+    # numba's on-disk cache keys on a real source file: each kernel's source lands in $GRAPHNET_CACHE/kernels
+    monkeypatch.setenv("GRAPHNET_CACHE", str(tmp_path))
+    c = float(np.random.default_rng().uniform(1, 2))          # a kernel no earlier test compiled
+    x = gn.Input()
+    g = gn.gModule([x], [nn.Tanh()(nn.MulConstant(c)(x)) * x]).float64()
+    plan = gn.compile(g, backend="numba")
+    xa = np.random.default_rng(0).standard_normal((2, 3))
+    np.testing.assert_allclose(plan.forward(xa), np.tanh(c * xa) * xa, rtol=1e-12)
+    files = list((tmp_path / "kernels").glob("_k*.py"))
+    assert files and any(repr(c) in f.read_text() for f in files)
+    assert all(f.stem in plan.code for f in files if repr(c) in f.read_text())
+
+
+def test_numba_backend_without_numba_is_refused(monkeypatch):
+    from graphnet.compile import numba_backend
+    monkeypatch.setattr(numba_backend, "numba_available", lambda: False)
+    x = gn.Input()
+    g = gn.gModule([x], [nn.Tanh()(x)])
+    with pytest.raises(gn.InputError, match=r"backend='numba' needs numba.*graphnet\[fast\]"):
+        gn.compile(g, backend="numba")
+    assert gn.compile(g, backend="auto").backend == "numpy"

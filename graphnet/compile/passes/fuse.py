@@ -63,6 +63,8 @@ class _Groups:
 
     def __init__(self):
         self.parent, self.members, self.key, self.reads = {}, {}, {}, {}
+        self.span = {}                           # group id -> (schedule position of its first, last member)
+        self.seen = 0                            # values seen so far (positions)
         self.group, self.deps = {}, {}           # id(value) -> its group id; -> group ids it reads
 
     def find(self, g):
@@ -79,11 +81,13 @@ class _Groups:
         return {self.group[id(a)]} if id(a) in self.group else self.deps.get(id(a), set())
 
     def see(self, v):
+        self.seen += 1
         self.deps[id(v)] = set().union(*[self._entry(a) for a in v.args]) if v.args else set()
 
     def new(self, key):
         g = len(self.parent)
         self.parent[g], self.members[g], self.key[g], self.reads[g] = g, [], key, set()
+        self.span[g] = (self.seen, self.seen)
         return g
 
     def add(self, v, g):
@@ -92,6 +96,7 @@ class _Groups:
                 self.reads[g] |= self._entry(a)
         self.group[id(v)] = g
         self.members[g].append(v)
+        self.span[g] = (self.span[g][0], self.seen)
 
     def merge(self, gs):
         g, *rest = gs
@@ -99,18 +104,23 @@ class _Groups:
             self.parent[h] = g
             self.members[g].extend(self.members.pop(h))
             self.reads[g] |= self.reads.pop(h)
+            self.span[g] = (min(self.span[g][0], self.span[h][0]), max(self.span[g][1], self.span[h][1]))
         return g
 
     def _reaches(self, readers, inside, targets):
         """Whether an input of ``readers`` from outside the groups ``inside`` depends on one of ``targets``."""
+        if not targets:
+            return False
         stack, seen = [], set()
         for m in readers:
             stack.extend(x for a in m.args if self.of(a) not in inside for x in self._entry(a))
+        # a group on a path from a target has a member after the target's first: the rest need no look
+        earliest = min(self.span[t][0] for t in targets)
         while stack:
             x = self.find(stack.pop())
             if x in targets:
                 return True
-            if x not in seen:
+            if x not in seen and self.span[x][1] >= earliest:
                 seen.add(x)
                 stack.extend(self.reads[x])
         return False

@@ -14,6 +14,8 @@ def threads_from_argv(argv) -> int:
             n = int(argv[i + 1])
         elif arg.startswith("--threads="):
             n = int(arg.split("=", 1)[1])
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
         os.environ[var] = str(n)
+    os.environ.setdefault("XLA_FLAGS", f"--xla_cpu_multi_thread_eigen={str(n > 1).lower()} "
+                                       f"intra_op_parallelism_threads={n}")
     return n

@@ -63,6 +63,7 @@ class Problem:
 # --- (g) graphnet ------------------------------------------------------------------------------------------
 class Graphnet:
     label = "graphnet"
+    backend = "numpy"
 
     def __init__(self, p: Problem, dtype):
         D, H, V, T = p.D, p.H, p.V, p.T
@@ -85,7 +86,7 @@ class Graphnet:
         for k, prm in self.params.items():
             prm.data[...] = p.w[k]
         self.build_s = time.perf_counter() - t0
-        self.step = gn.compile_train_step(model)
+        self.step = gn.compile_train_step(model, backend=self.backend)
         self.args = ([np.ascontiguousarray(p.X[t], dtype) for t in range(T)] + [p.Y[t].copy() for t in range(T)]
                      + [p.c0.astype(dtype), p.h0.astype(dtype)])
         t0 = time.perf_counter()
@@ -103,6 +104,12 @@ class Graphnet:
             return dict(self.step.stats())
         except Exception:                                     # an older or newer plan without stats
             return {}
+
+
+class GraphnetNumba(Graphnet):
+    """The same plan with the numba backend: each group of elementwise ops is one fused kernel."""
+    label = "graphnet[numba]"
+    backend = "numba"
 
 
 # --- (a) hand-tuned numpy ----------------------------------------------------------------------------------
@@ -233,6 +240,23 @@ class Numpy:
                 "W_o": dWo[:H].T, "b_o": dWo[H]}
 
 
+class GemmOnly(Numpy):
+    """The hand-tuned step with every elementwise op removed: its GEMMs alone, the physical limit of this step
+    on this BLAS (the numbers it computes are not a gradient)."""
+    label = "GEMM-only"
+
+    def step(self, X, Y, c0, h0) -> float:
+        mm = np.matmul
+        for xh, z, *_ in self.fwd:
+            mm(xh, self.Ws, out=z)
+        mm(self.hs1, self.Wo, out=self.LG)
+        for r_in, *_ in self.bwd:
+            mm(r_in, self.Wb, out=self.dh)
+        mm(self.xh.T, self.dz, out=self.dW)
+        mm(self.hs1.T, self.dL, out=self.dWo)
+        return 0.0
+
+
 # --- (b) PyTorch eager, the same primitives; (c) torch.nn.LSTM ---------------------------------------------
 def _torch():
     import torch
@@ -316,7 +340,53 @@ class TorchLSTM:
                 "W_o": self.W_o.grad.numpy(), "b_o": self.b_o.grad.numpy()}
 
 
-CONTENDERS = (Numpy, Graphnet, TorchEager, TorchLSTM)
+class JaxScan:
+    """JAX: jit(value_and_grad) of the loss over lax.scan of the cell (run only where jax is installed)."""
+    label = "JAX jit(scan)"
+
+    def __init__(self, p: Problem, dtype):
+        import jax
+        import jax.numpy as jnp
+        if dtype == np.float64:
+            jax.config.update("jax_enable_x64", True)
+        H = p.H
+
+        def loss_fn(w, X, Y, c0, h0):
+            def cell(carry, xy):
+                c, h = carry
+                x, y = xy
+                z = x @ w["W_ih"].T + w["b_ih"] + h @ w["W_hh"].T + w["b_hh"]
+                i, f, o = (jax.nn.sigmoid(z[:, k * H:(k + 1) * H]) for k in range(3))
+                c = f * c + i * jnp.tanh(z[:, 3 * H:])
+                h = o * jnp.tanh(c)
+                logp = jax.nn.log_softmax(h @ w["W_o"].T + w["b_o"])
+                return (c, h), -jnp.take_along_axis(logp, y[:, None], axis=1).mean()
+            _, losses = jax.lax.scan(cell, (c0, h0), (X, Y))
+            return losses.sum()
+
+        self.f = jax.jit(jax.value_and_grad(loss_fn))
+        self.w = {k: jnp.asarray(v, dtype) for k, v in p.w.items()}
+        self.args = (jnp.asarray(p.X, dtype), jnp.asarray(p.Y), jnp.asarray(p.c0, dtype), jnp.asarray(p.h0, dtype))
+        self.g = None
+
+    def run(self) -> float:
+        loss, self.g = self.f(self.w, *self.args)
+        return float(loss)                          # waits for the result
+
+    def grads(self) -> dict:
+        return {k: np.asarray(v) for k, v in self.g.items()}
+
+
+def _importable(name) -> bool:
+    try:
+        __import__(name)
+    except ImportError:
+        return False
+    return True
+
+
+CONTENDERS = tuple([Numpy, GemmOnly, Graphnet] + ([GraphnetNumba] if _importable("numba") else [])
+                   + [TorchEager, TorchLSTM] + ([JaxScan] if _importable("jax") else []))
 
 
 # --- checking and timing -----------------------------------------------------------------------------------
@@ -324,6 +394,8 @@ def check(p: Problem) -> tuple[float, float]:
     """All four in float64 agree with the hand-tuned step: (max loss rel err, max gradient rel err)."""
     runs = {}
     for C in CONTENDERS:
+        if C is GemmOnly:
+            continue
         c = C(p, np.float64)
         runs[C.label] = (c.run(), {k: np.array(v) for k, v in c.grads().items()})
     ref_loss, ref_g = runs[Numpy.label]
@@ -492,11 +564,14 @@ def main(argv=None) -> int:
             r = bench(p, DTYPES[d], max_reps, budget, warmup)
             ms = r["ms"]
             g = ms[Graphnet.label]
-            rows.append([s, f"{B},{D},{H},{V},{T}", d, fmt_ms(ms[Numpy.label]), fmt_ms(g),
-                         fmt_ms(ms[TorchEager.label]), fmt_ms(ms[TorchLSTM.label]),
-                         f"{g / ms[Numpy.label]:.2f}", f"{ms[TorchEager.label] / g:.2f}",
-                         f"{ms[TorchLSTM.label] / g:.2f}",
-                         f"{r['min_ms'][Graphnet.label] / r['min_ms'][Numpy.label]:.2f}", r["reps"]])
+            gnb = ms.get(GraphnetNumba.label)
+            best = gnb if gnb is not None else g
+            opt = lambda k: fmt_ms(ms[k]) if k in ms else "-"                                 # noqa: E731
+            ratio = lambda k: f"{best / ms[k]:.2f}" if k in ms else "-"                         # noqa: E731
+            rows.append([s, f"{B},{D},{H},{V},{T}", d, fmt_ms(ms[Numpy.label]), fmt_ms(ms[GemmOnly.label]),
+                         fmt_ms(g), opt(GraphnetNumba.label), fmt_ms(ms[TorchEager.label]),
+                         fmt_ms(ms[TorchLSTM.label]), opt(JaxScan.label), ratio(GemmOnly.label),
+                         ratio(Numpy.label), ratio(TorchLSTM.label), ratio(JaxScan.label), r["reps"]])
             st = r["stats"]
             nodes = (f"{st['nodes_lowered']} -> {st['nodes']}" if "nodes_lowered" in st and "nodes" in st
                      else str(st.get("nodes", "?")))
@@ -508,17 +583,20 @@ def main(argv=None) -> int:
             if a.analyze:
                 notes.append(f"#### {s} {d}\n\n" + profile_plan(r["graphnet"], T))
             del r
-    table = markdown_table(["size", "B,D,H,V,T", "dtype", "numpy ms", "graphnet ms", "torch eager ms",
-                            "nn.LSTM ms", "graphnet/numpy", "eager/graphnet", "nn.LSTM/graphnet",
-                            "graphnet/numpy (best)", "rounds"], rows)
+    table = markdown_table(["size", "B,D,H,V,T", "dtype", "numpy ms", "GEMM-only ms", "graphnet ms",
+                            "graphnet[numba] ms", "torch eager ms", "nn.LSTM ms", "JAX ms", "[numba]/GEMM-only",
+                            "[numba]/numpy", "[numba]/nn.LSTM", "[numba]/JAX", "rounds"], rows)
     ctable = markdown_table(["size", "dtype", "graph build ms", "first step() ms (lower+passes+emit+run)",
                              "compile_seconds ms (stats)", "nodes lowered -> after passes"], crows)
     text = ("One LSTM training step (T steps of the nngraph cell, Linear+LogSoftMax+ClassNLL at every step, "
             "losses summed, backward to every weight), median ms per step; contenders alternate in one process. "
             "numpy = hand-tuned numpy (one GEMM per time step, preallocated buffers); torch eager = the same "
-            "primitives in PyTorch with autograd; nn.LSTM = torch.nn.LSTM + the same head batched over time. "
-            f"Ratios above 1 mean graphnet is slower (graphnet/numpy) or faster (torch/graphnet); the (best) column "
-            f"divides the fastest rounds, less sensitive to a busy machine.\n\n{table}\n\n"
+            "primitives in PyTorch with autograd; nn.LSTM = torch.nn.LSTM + the same head batched over time; "
+            "GEMM-only = the hand-tuned step's GEMMs alone (the limit of this step on this BLAS); graphnet[numba] = "
+            "`backend=\"numba\"` (fused elementwise kernels); JAX = jit(value_and_grad) over lax.scan, where jax is "
+            "installed (else -). Ratios divide graphnet[numba]'s median by the other's: below 1, graphnet[numba] is "
+            f"faster. Medians of alternating rounds on a shared machine: expect noise of several percent.\n\n"
+            f"{table}\n\n"
             f"graphnet's plan (`gn.compile_train_step`):\n\n{ctable}\n\n")
     if checks:
         text += f"float64 agreement with the hand-tuned step (max relative error): {'; '.join(checks)}.\n\n"

@@ -208,6 +208,8 @@ class Emitted:
         op = v.op
         if isinstance(op, (Arg, Seed, Param)) or v.shape is None:
             return None
+        for name, obj in getattr(op, "plan_globals", dict)().items():   # a generated kernel it calls
+            env.setdefault(name, obj)
         dtype = np.dtype(v.dtype)
 
         def k(c):                      # a constant as a 0-d array of v's dtype, named once per plan

@@ -49,4 +49,10 @@ def _build(prog, level, train, backend):
     t2 = time.process_time()
     exe.stats["emit_seconds"] = t2 - t1
     exe.stats["passes_emit_seconds"] = t2 - t0
+    if backend == "numba":
+        from .kernels import describe_kernels
+        exe.code, exe.stats["kernels"] = describe_kernels(exe.code, prog)
+    exe.stats["backend"] = backend
+    exe.stats["fused_groups"] = prog.meta.get("fused_groups", 0)
+    exe.stats["fused_ops"] = prog.meta.get("fused_ops", 0)
     return exe

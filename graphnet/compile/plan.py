@@ -34,8 +34,9 @@ class Plan:
     max_executables = 16            # executables kept per plan (least recently used dropped first)
     max_bytes = 256 * 2 ** 20       # and the preallocated arrays they hold, every thread's binding counted
 
-    def __init__(self, module, level: int = 2):
+    def __init__(self, module, level: int = 2, backend: str = "numpy"):
         from ..gmodule import gModule
+        from .numba_backend import resolve_backend
         from ..module import Module
         if not isinstance(module, Module):
             raise InputError(f"gn.compile takes a module (a gModule or an nn module), got {type(module).__name__}")
@@ -43,6 +44,7 @@ class Plan:
             raise InputError(f"gn.compile: level must be one of {LEVELS}, got {level!r}")
         self.module = module
         self.level = level
+        self.backend = resolve_backend(backend, "gn.compile")   # "numpy" or "numba"
         self.graph = module if isinstance(module, gModule) else None
         self._cache = OrderedDict()   # (input signature, modes, checking) -> executable, most recent last
         self._lock = threading.RLock()   # compiling and the cache's order: one thread at a time
@@ -229,7 +231,7 @@ class Plan:
         if self.level == 0 or interpret:
             return Interpreter(prog)
         from .pipeline import build_executable
-        return build_executable(prog, self.level)
+        return build_executable(prog, self.level, backend=self.backend)
 
     # --- running -------------------------------------------------------------------------------------------
     def forward(self, *arrays):
@@ -384,8 +386,8 @@ class TrainStep(Plan):
     ``loss, *others = step(*arrays)``, with no gradient of their own. No input gradients are computed.
     """
 
-    def __init__(self, model, level: int = 2):
-        super().__init__(model, level)
+    def __init__(self, model, level: int = 2, backend: str = "numpy"):
+        super().__init__(model, level, backend)
         if self.graph is not None and not self.graph.outputs:
             raise InputError(f"compile_train_step needs a model whose first output is a scalar loss; "
                              f"{model.label()} has no outputs")
@@ -402,7 +404,7 @@ class TrainStep(Plan):
             raise InputError(f"compile_train_step: the model's first output must be a scalar loss, got shape "
                              f"{out.shape}")
         # the seed d loss / d loss stays a seed (the step passes 1): passes tell gradients apart by it
-        return build_executable(prog, max(self.level, 0), train=True)
+        return build_executable(prog, max(self.level, 0), train=True, backend=self.backend)
 
     def __call__(self, *arrays):
         with _debug_errors(self.graph, arrays):
@@ -423,11 +425,13 @@ class TrainStep(Plan):
         raise InputError("a train step runs backward itself: call step(*arrays)")
 
 
-def compile_train_step(model, level: int = 2) -> TrainStep:
-    """A function ``step(*arrays) -> loss`` that zeroes the gradients and runs forward+backward as one plan."""
-    return TrainStep(model, level)
+def compile_train_step(model, level: int = 2, backend: str = "numpy") -> TrainStep:
+    """A function ``step(*arrays) -> loss`` that zeroes the gradients and runs forward+backward as one plan.
+    ``backend``: "numpy", "numba" (elementwise groups as fused kernels) or "auto" (numba when it imports)."""
+    return TrainStep(model, level, backend)
 
 
-def compile(module, level: int = 2) -> Plan:
-    """Compile ``module``: level 0 is the reference interpreter; 2 runs every optimization pass."""
-    return Plan(module, level)
+def compile(module, level: int = 2, backend: str = "numpy") -> Plan:
+    """Compile ``module``: level 0 is the reference interpreter; 2 runs every optimization pass. ``backend``:
+    "numpy", "numba" (elementwise groups as fused kernels) or "auto" (numba when it imports)."""
+    return Plan(module, level, backend)

@@ -16,6 +16,7 @@ from .dce import dce
 from .distribute_over_stacks import distribute_over_stacks
 from .flatten_stacks import flatten_stacks
 from .fold_constants import fold_constants
+from .fuse import fuse
 from .hoist_invariants import hoist_invariants
 from .reassociate_products import reassociate_products
 from .shared_transposes import shared_transposes
@@ -53,6 +54,8 @@ PIPELINE = [
     Step(fold_constants, 2, "again: the rewrites may leave a pure op on constants (a slice of a stacked Const)"),
     Step(cse, 2, "again: the batching passes may make one slice or one stack twice"),
     Step(dce, 1, "last: drop what the rewrites left unused (level 1: what cse merged away)"),
+    Step(fuse, 1, "on the final program: each maximal group of elementwise ops becomes one compiled kernel",
+         ("numba",)),
 ]
 
 

@@ -1,0 +1,260 @@
+"""Fused kernels: a group of elementwise ops becomes one loop nest over rows, compiled by numba.
+
+A kernel writes its group's results into one array ``out`` of shape (*rows, W): each result the fusion pass
+keeps (read after the kernel, or read by the group at other columns) owns a block of W's columns. Every array and
+every size but the column widths is an argument, read at run time: the same kernel serves every batch size and
+any thread. Per row, the group's ops run in loops over 1-D row slices (numba vectorizes those; 3-D indexing it
+does not); ops of one width that read only each other's column j share one loop and pass scalars.
+
+The scalar formula of each op lives in ``kernel_rules`` (numba compiles scalar code; the numpy forms in ops/ are
+calls on whole arrays). ``tanh`` is a branch-free approximation LLVM can vectorize (libm's is a scalar call, slower than numpy's
+SIMD loop): float32 a rational function accurate to a few ulps, float64 within 4e-16 (exp by range reduction).
+"""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from ..ops import Op
+from .kernel_rules import convert, is_literal, literal, row_rule, scalar_rule
+
+_HEADER = '''import math
+import numpy as np
+from numba import njit
+
+_F = np.{dtype}
+'''
+_TANH32 = '''import numpy as np
+from numba import njit
+
+_F = np.float32
+
+
+@njit(error_model="numpy", nogil=True, cache=True, inline="always")
+def _tanh(x):
+    # tanh as a rational function of x (clamped where tanh(x) rounds to +-1 in float32): vectorizable
+    x = min(max(x, _F(-7.90531110763549805)), _F(7.90531110763549805))
+    x2 = x * x
+    p = x2 * _F(-2.76076847742355e-16) + _F(2.00018790482477e-13)
+    p = x2 * p + _F(-8.60467152213735e-11)
+    p = x2 * p + _F(5.12229709037114e-08)
+    p = x2 * p + _F(1.48572235717979e-05)
+    p = x2 * p + _F(6.37261928875436e-04)
+    p = x2 * p + _F(4.89352455891786e-03)
+    q = x2 * _F(1.19825839466702e-06) + _F(1.18534705686654e-04)
+    q = x2 * q + _F(2.26843463243900e-03)
+    q = x2 * q + _F(4.89352518554385e-03)
+    return x * p / q
+'''
+_TANH64 = '''from numba import njit
+
+
+@njit(error_model="numpy", nogil=True, cache=True, inline="always")
+def _tanh(x):
+    # within 4e-16 of tanh, branch-free, vectorizable (libm's tanh is a scalar call)
+    a = abs(x)
+    # |x| < 0.625: Cephes' rational x + x z P(z) / Q(z), z = x^2
+    z = x * x
+    p = (-9.64399179425052238628e-1 * z - 9.92877231001918586564e1) * z - 1.61468768441708447952e3
+    q = ((z + 1.12811678491632931402e2) * z + 2.23548839060100448583e3) * z + 4.84406305325125486048e3
+    small = x + x * z * p / q
+    # else 1 - 2 / (exp(2|x|) + 1) (1 in double beyond 2|x| = 44): exp(y) = 2^n exp(r), n = round(y / ln 2),
+    # r = y - n ln 2 in two parts, exp(r) by its Taylor series, 2^n a product of its binary digits
+    y = 2.0 * min(a, 22.0)
+    n = int(y * 1.4426950408889634 + 0.5)
+    r = (y - n * 6.93145751953125e-1) - n * 1.42860682030941723212e-6
+    e = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6 + r * (1.0 / 24 + r * (1.0 / 120 + r * (1.0 / 720 + r * (
+        1.0 / 5040 + r * (1.0 / 40320 + r * (1.0 / 362880 + r * (1.0 / 3628800 + r * (1.0 / 39916800 + r * (
+            1.0 / 479001600 + r / 6227020800.0))))))))))))
+    e *= 2.0 if n & 1 else 1.0
+    e *= 4.0 if n & 2 else 1.0
+    e *= 16.0 if n & 4 else 1.0
+    e *= 256.0 if n & 8 else 1.0
+    e *= 65536.0 if n & 16 else 1.0
+    e *= 4294967296.0 if n & 32 else 1.0
+    big = 1.0 - 2.0 / (e + 1.0)
+    big = big if x >= 0 else -big
+    return small if a < 0.625 else (big if a == a else x)
+'''
+# _tanh is compiled once, in a module of its own (and cached), and inlined into each kernel
+_HELPERS = {np.dtype(np.float32): ("_graphnet_tanh32_" + hashlib.sha256(_TANH32.encode()).hexdigest()[:12], _TANH32),
+            np.dtype(np.float64): ("_graphnet_tanh64_" + hashlib.sha256(_TANH64.encode()).hexdigest()[:12], _TANH64)}
+
+
+class Kernel:
+    """The source of one kernel, named after its hash: ``name(out, a0, a1, ...)``."""
+
+    def __init__(self, body: str, dtype):
+        self.dtype = np.dtype(dtype)
+        head = _HEADER.format(dtype=self.dtype.name) + f"\n# _tanh: from the module {_HELPERS[self.dtype][0]}\n"
+        digest = hashlib.sha256((head + body).encode()).hexdigest()[:16]
+        self.name = f"_k{digest}"
+        self.body = body.replace("KERNEL", self.name)
+        self.module_source = head + "\n\n" + self.body
+
+    def function(self):
+        from .numba_backend import load
+        return load(self.name, self.module_source, {"_tanh": load(*_HELPERS[self.dtype], attr="_tanh")})
+
+
+def plan_kernel(members, slices, ext, outside, where=None, first=()):
+    """The kernel computing ``members`` (values of one rank, leading shape and dtype, in schedule order).
+
+    ``slices``: id(slice value) -> (member it slices, start column); ``ext``: the arrays it reads, in order;
+    ``outside``: ids of members (or slices) read after the kernel; ``where``: id(input) -> (array of ``ext``,
+    column offset) for inputs that are column slices of an array, read in place (a row of a column slice is
+    not known to be contiguous: numba would not vectorize it); ``first``: members to lay out first, side by side
+    in this order (the pieces of a column stack, which then is a block of out). Returns (Kernel, {id(member): column offset in
+    out} for the members kept in out, the width of out, whether out may be one of its inputs' arrays)."""
+    mem = {id(v) for v in members}
+    where = where or {}
+    level, cross = {}, set()
+    for v in members:
+        lv = 0
+        row = row_rule(v.op, v.ndim) is not None         # reads its inputs' whole rows: after they are done
+        for a in v.args:
+            if id(a) in mem:
+                same = a.shape[-1] == v.shape[-1] and not row
+                lv = max(lv, level[id(a)] if same else level[id(a)] + 1)
+            elif id(a) in slices:
+                src = slices[id(a)][0]
+                cross.add(id(src))
+                lv = max(lv, level[id(src)] + 1)
+        level[id(v)] = lv
+    for v in members:                           # read in a later loop: kept in out
+        for a in v.args:
+            if id(a) in mem and level[id(a)] != level[id(v)]:
+                cross.add(id(a))
+    for s in outside:
+        cross.add(id(slices[s][0]) if s in slices else s)
+    offsets, width = {}, 0
+    for v in list(first) + [m for m in members if all(m is not f for f in first)]:
+        if id(v) in cross:
+            offsets[id(v)] = width
+            width += v.shape[-1]
+    n = len(members[0].shape)
+    dtype = members[0].dtype
+    c = literal(dtype)
+    ext_pos = {id(a): k for k, a in enumerate(ext)}
+    ext_info = [(a.ndim, {da for da in range(a.ndim - 1) if a.shape[da] == 1}) for a in ext]
+
+    def read(a, w):
+        """The expression reading value ``a`` at column j of a loop of width w."""
+        if id(a) in mem and id(a) not in offsets:
+            return f"v{members.index(a)}"
+        if id(a) in mem and level_of_reader[0] == level[id(a)] and a.shape[-1] == w:
+            return f"v{members.index(a)}"
+        if id(a) in mem or id(a) in slices:
+            src, start = (a, 0) if id(a) in mem else slices[id(a)]
+            off = offsets[id(src)] + start
+            return f"o[{off}]" if a.shape[-1] == 1 and w > 1 else f"o[{_plus(off)}j]"
+        if is_literal(a):
+            return c(a.op.value)
+        base, off = where.get(id(a), (a, 0))
+        k = ext_pos[id(base)]
+        if a.ndim == 0:
+            return f"s{k}"
+        return f"r{k}[{off}]" if a.shape[-1] == 1 and w > 1 else f"r{k}[{_plus(off)}j]"
+
+    loops = {}
+    for v in members:
+        loops.setdefault((level[id(v)], v.shape[-1]), []).append(v)
+    level_of_reader = [0]
+    body = []
+    for (lv, w), vs in sorted(loops.items(), key=lambda kv: (kv[0][0], members.index(kv[1][0]))):
+        level_of_reader[0] = lv
+        formulas = {}
+        for v in vs:
+            i = members.index(v)
+            row = row_rule(v.op, v.ndim)
+            if row is None:
+                formulas[i] = scalar_rule(v.op)(v.op, [read(a, w) for a in v.args], c)
+                continue
+            reductions, after, formulas[i] = row(v.op, [read(a, w) for a in v.args], f"u{i}", convert(dtype))
+            for init, step in reductions:
+                body += [init, f"for j in range({w}):", f"    {step}"]
+            body += after
+        body.append(f"for j in range({w}):")
+        for v in vs:
+            i = members.index(v)
+            body.append(f"    v{i} = {formulas[i]}")
+            if id(v) in offsets:
+                body.append(f"    o[{_plus(offsets[id(v)])}j] = v{i}")
+    args = "".join(f", a{k}" for k in range(len(ext)))
+    lines = ['@njit(error_model="numpy", nogil=True, cache=True)', f"def KERNEL(out{args}):"]
+    ind = "    "
+    lines += [f"{ind}s{k} = a{k}[()]" for k, (rank, _) in enumerate(ext_info) if rank == 0]
+    for d in range(n - 1):
+        lines.append(f"{ind}for i{d} in range(out.shape[{d}]):")
+        ind += "    "
+    lines.append(f"{ind}o = out[{', '.join(f'i{d}' for d in range(n - 1))}]" if n > 1 else f"{ind}o = out")
+    for k, (rank, ones) in enumerate(ext_info):
+        if rank == 0:
+            continue
+        idx = [f"min(i{n - rank + da}, a{k}.shape[{da}] - 1)" if da in ones else f"i{n - rank + da}"
+               for da in range(rank - 1)]
+        lines.append(f"{ind}r{k} = a{k}[{', '.join(idx)}]" if idx else f"{ind}r{k} = a{k}")
+    lines += [ind + line for line in body]
+    single_loop = len(loops) == 1
+    return Kernel("\n".join(lines) + "\n", dtype), offsets, width, single_loop
+
+
+def _plus(off):
+    return f"{off} + " if off else ""
+
+
+class FusedKernel(Op):
+    """One call computing a group of elementwise ops row by row (see ``graphnet.compile.passes.fuse``)."""
+    arity = None
+    family = "fused"
+
+    def __init__(self, kernel: Kernel, width: int, ops: int, inplace: bool, scalars=()):
+        self.kernel, self.width, self.ops = kernel, int(width), int(ops)
+        self.scalars = frozenset(scalars)    # positions of 0-d inputs: the plan may hold them as numpy scalars
+        # written over an input only where that is safe; never as an elementwise op into a slice of a stack,
+        # whose rows numba could not know to be contiguous
+        self.inplace = inplace
+
+    def attrs(self):
+        return (("kernel", self.kernel.name), ("ops", self.ops))
+
+    def shape(self, *shapes):
+        n = max(len(s) for s in shapes)
+        lead = [1] * (n - 1)
+        for s in shapes:
+            for da, size in enumerate(s[:-1]):
+                d = n - len(s) + da
+                lead[d] = size if size != 1 else lead[d]
+        return tuple(lead) + (self.width,)
+
+    def dtype(self, *dtypes):
+        return self.kernel.dtype
+
+    def plan_globals(self) -> dict:
+        """The names the plan's code uses for this op."""
+        return {self.kernel.name: self.kernel.function()}
+
+    def expr_out(self, out, k, *args):
+        args = [f"np.asarray({a})" if i in self.scalars else a for i, a in enumerate(args)]
+        return f"{self.kernel.name}({out}{''.join(', ' + a for a in args)})"
+
+    def forward(self, *xs):
+        out = np.empty(self.shape(*[x.shape for x in xs]), self.kernel.dtype)
+        self.kernel.function()(out, *[np.asarray(x) for x in xs])
+        return out
+
+    def __repr__(self):
+        return f"Fused[{self.ops} ops]"
+
+
+def describe_kernels(code: str, prog) -> tuple[str, int]:
+    """The plan's code followed by the source of each kernel it calls (once each), and their number."""
+    seen = {}
+    for v in prog.values:
+        if isinstance(v.op, FusedKernel):
+            seen.setdefault(v.op.kernel.name, v.op.kernel)
+    if not seen:
+        return code, 0
+    parts = [code, "# --- fused kernels (numba) ---"] + [k.body for k in seen.values()]
+    return "\n".join(parts), len(seen)

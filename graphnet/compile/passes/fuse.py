@@ -1,0 +1,361 @@
+"""Fusion: maximal groups of elementwise ops become one kernel call each (the numba backend).
+
+A value joins a group when its op has a scalar formula (``kernels.scalar_rule``: arithmetic, activations, their
+derivatives ``Deriv``), it has rank >= 2, and every input is either in the group or an array of its dtype whose
+shape broadcasts to it (a row vector such as a bias, a column, a scalar); column slices of a group's values (the
+gates of a stacked pre-activation, say) join their source's group. All values of a group share the leading
+shape (the rows) and the phase (forward or backward: inference never computes backward's derivatives). A group
+stays convex: a value does not join (or merge) groups that it also reaches through an outside value, so the
+kernel can run where its last member ran. Groups of one single-call op are left to numpy.
+
+The group becomes one ``FusedKernel`` value; each of its results read afterwards is a column slice of the
+kernel's output (the group's result itself when it has only one). Nothing here knows what network it is fusing.
+"""
+from __future__ import annotations
+
+import copy
+import heapq
+
+from ...ops import Concat, Const, Slice
+from ..ir import Value
+from ..kernel_rules import is_literal, row_rule, scalar_rule
+from ..kernels import FusedKernel, plan_kernel
+
+
+def fuse(prog):
+    values = prog.values
+    fwd = {id(v) for v in prog.forward_values()}
+    groups = _Groups()
+    slices = {}                                  # id(slice member) -> (the member it reads, start column)
+    readers = {}                                 # id(value) -> groups with a member reading it
+    for v in values:
+        groups.see(v)
+        if _slice_member(v, groups):
+            src = v.args[0]
+            start = v.op.span(src.shape[-1])[0]
+            base, at = slices.get(id(src), (src, 0))
+            slices[id(v)] = (base, at + start)
+            groups.add(v, groups.of(src))
+            continue
+        if not _candidate(v):
+            continue
+        key = (id(v) in fwd, v.shape[:-1], v.dtype.str)
+        chosen = []
+        for g in sorted({groups.of(a) for a in v.args if groups.of(a) is not None}):
+            if groups.key[g] == key and groups.can_join(v, chosen, g):
+                chosen.append(g)
+        if not chosen:                           # a sibling: joins a group that reads one of its inputs
+            for g in sorted({groups.find(h) for a in v.args for h in readers.get(id(a), ())}):
+                if groups.key[g] == key and groups.can_join(v, [], g):
+                    chosen.append(g)
+                    break
+        g = groups.merge(chosen) if chosen else groups.new(key)
+        groups.add(v, g)
+        for a in v.args:
+            readers.setdefault(id(a), set()).add(g)
+    return _rewrite(prog, [m for m in groups.members.values() if _worth_it(m, slices)], slices)
+
+
+class _Groups:
+    """Groups being formed (union-find over group ids) and what depends on what: per value outside the groups,
+    the groups it reads (directly or through other outside values); per group, the same for its inputs. A group
+    runs as one call, so a path through it counts from any of its inputs to any of its results."""
+
+    def __init__(self):
+        self.parent, self.members, self.key, self.reads = {}, {}, {}, {}
+        self.span = {}                           # group id -> (schedule position of its first, last member)
+        self.seen = 0                            # values seen so far (positions)
+        self.group, self.deps = {}, {}           # id(value) -> its group id; -> group ids it reads
+
+    def find(self, g):
+        while self.parent[g] != g:
+            self.parent[g] = self.parent[self.parent[g]]
+            g = self.parent[g]
+        return g
+
+    def of(self, v):
+        g = self.group.get(id(v))
+        return None if g is None else self.find(g)
+
+    def _entry(self, a):
+        return {self.group[id(a)]} if id(a) in self.group else self.deps.get(id(a), set())
+
+    def see(self, v):
+        self.seen += 1
+        self.deps[id(v)] = set().union(*[self._entry(a) for a in v.args]) if v.args else set()
+
+    def new(self, key):
+        g = len(self.parent)
+        self.parent[g], self.members[g], self.key[g], self.reads[g] = g, [], key, set()
+        self.span[g] = (self.seen, self.seen)
+        return g
+
+    def add(self, v, g):
+        for a in v.args:
+            if self.of(a) != g:
+                self.reads[g] |= self._entry(a)
+        self.group[id(v)] = g
+        self.members[g].append(v)
+        self.span[g] = (self.span[g][0], self.seen)
+
+    def merge(self, gs):
+        g, *rest = gs
+        for h in rest:
+            self.parent[h] = g
+            self.members[g].extend(self.members.pop(h))
+            self.reads[g] |= self.reads.pop(h)
+            self.span[g] = (min(self.span[g][0], self.span[h][0]), max(self.span[g][1], self.span[h][1]))
+        return g
+
+    def _reaches(self, readers, inside, targets):
+        """Whether an input of ``readers`` from outside the groups ``inside`` depends on one of ``targets``."""
+        if not targets:
+            return False
+        stack, seen = [], set()
+        for m in readers:
+            stack.extend(x for a in m.args if self.of(a) not in inside for x in self._entry(a))
+        # a group on a path from a target has a member after the target's first: the rest need no look
+        earliest = min(self.span[t][0] for t in targets)
+        while stack:
+            x = self.find(stack.pop())
+            if x in targets:
+                return True
+            if x not in seen and self.span[x][1] >= earliest:
+                seen.add(x)
+                stack.extend(self.reads[x])
+        return False
+
+    def can_join(self, v, chosen, g) -> bool:
+        """v may join the groups ``chosen`` + g as one group: no path leaves it and comes back."""
+        s = set(chosen) | {g}
+        if self._reaches([v], s, s):
+            return False
+        old = [m for h in chosen for m in self.members[h]]
+        return not (self._reaches(self.members[g], s, set(chosen)) or self._reaches(old, s, {g}))
+
+
+def _candidate(v) -> bool:
+    if v.shape is None or len(v.shape) < 2 or not v.op.pure or v.dtype.kind != "f":
+        return False
+    if row_rule(v.op, v.ndim) is not None:      # along the row: inputs of its own shape
+        return all(a.shape == v.shape and a.dtype == v.dtype for a in v.args)
+    if scalar_rule(v.op) is None:
+        return False
+    for a in v.args:
+        if is_literal(a):
+            continue
+        if a.shape is None or a.dtype != v.dtype or a.ndim > v.ndim:
+            return False
+        if a.ndim and a.shape[-1] not in (1, v.shape[-1]):
+            return False
+        if any(s not in (1, t) for s, t in zip(a.shape[:-1], v.shape[len(v.shape) - a.ndim:-1])):
+            return False
+    return True
+
+
+def _slice_member(v, groups) -> bool:
+    """A slice along the last dim of a group's value: the group reads it at an offset of that value's columns."""
+    if not isinstance(v.op, Slice) or not v.args or groups.of(v.args[0]) is None or v.shape is None:
+        return False
+    return v.op.dim % v.ndim == v.ndim - 1
+
+
+def _worth_it(members, slices) -> bool:
+    """Two ops or more, or one that numpy computes in several calls."""
+    ops = [m for m in members if id(m) not in slices]
+    if len(ops) != 1:
+        return len(ops) > 1
+    try:
+        code = ops[0].op.expr_out("o", lambda c: "k", *["x"] * len(ops[0].args))
+    except (TypeError, ValueError):
+        code = None
+    return code is None or ";" in code
+
+
+def _rewrite(prog, groups, slices):
+    """The program with each group replaced by its kernel (a new program; the given one is not changed)."""
+    users = {}
+    for v in prog.values:
+        for a in v.args:
+            users.setdefault(id(a), []).append(v)
+    roots = {id(r) for r in prog.outputs + prog.input_grads + prog.param_grads if r is not None}
+    pos = {id(v): i for i, v in enumerate(prog.values)}
+    order = {}                                   # id(new value) -> where it goes in the schedule
+    replaced = {}                                # id(old member) -> its new value, or None (read by no one else)
+    made = []                                    # (kernel value, the values it reads: old ones, or kernels)
+    placed = {}                                  # id(old value read after its kernel) -> (kernel, column offset)
+    fused_ops = 0
+    for members in _dependencies_first(groups, slices):
+        mem = {id(m) for m in members}
+        ops = [m for m in members if id(m) not in slices]
+        where = {id(a): _column_base(a, placed) for m in ops for a in m.args
+                 if id(a) not in mem and not is_literal(a)}
+        ext = list({id(base): base for base, _ in where.values()}.values())
+        outside = [id(m) for m in members
+                   if id(m) in roots or any(id(u) not in mem for u in users.get(id(m), ()))]
+        mine = {id(m): slices[id(m)] for m in members if id(m) in slices}
+        stack = _column_stack(ops, users)
+        kernel, offsets, width, single_loop = plan_kernel(ops, mine, ext, outside, where,
+                                                          stack.args if stack is not None else ())
+        single = len(offsets) == 1
+        inplace = single and single_loop and not any(a.op.view or isinstance(a.op, Const) for a in ext) \
+            and all(off == 0 for _, off in where.values())
+        last = max(members, key=lambda m: pos[id(m)])
+        k = Value(FusedKernel(kernel, width, len(ops), inplace, [i for i, a in enumerate(ext) if a.ndim == 0]), (), tuple(ops[0].shape[:-1]) + (width,),
+                  ops[0].dtype, last.src)
+        made.append((k, ext))
+        order[id(k)] = (pos[id(last)], 0)
+        for m in members:
+            replaced[id(m)] = None
+            if id(m) not in outside:
+                continue
+            src, start = (m, 0) if id(m) not in mine else mine[id(m)]
+            off = offsets[id(src)] + start
+            placed[id(m)] = (k, off)
+            if single and off == 0 and m.shape[-1] == width:
+                replaced[id(m)] = k
+                continue
+            s = _value(Slice(len(m.shape) - 1, off, m.shape[-1]), m.shape, m.dtype, m.src, m.id)
+            s.args = (k,)
+            order[id(s)] = (pos[id(last)], 1)
+            replaced[id(m)] = s
+        if stack is not None:                    # the stack is a block of the kernel's output: no copy
+            s = _value(Slice(len(stack.shape) - 1, offsets[id(stack.args[0])], stack.shape[-1]), stack.shape,
+                       stack.dtype, stack.src, stack.id)
+            s.args = (k,)
+            order[id(s)] = (pos[id(stack)], 0)
+            replaced[id(stack)] = s
+            placed[id(stack)] = (k, offsets[id(stack.args[0])])
+        fused_ops += len(ops)
+    new = {}
+
+    stacks = _row_stacks(prog.values, replaced, order, pos)
+    kernels = {id(k) for k, _ in made}
+
+    def get(v):
+        if v is None or id(v) in kernels:
+            return v
+        return replaced[id(v)] if id(v) in replaced else new[id(v)]
+
+    kept = [v for v in prog.values if id(v) not in replaced]
+    for v in kept:
+        new[id(v)] = nv = _value(v.op, v.shape, v.dtype, v.src, v.id)
+        order[id(nv)] = (pos[id(v)], 0)
+    for v in kept:
+        new[id(v)].args = tuple(get(a) for a in v.args)
+    slice_values = [s for s in replaced.values() if s is not None and isinstance(s.op, Slice)]
+    for k, ext in made:
+        k.args = tuple(get(a) for a in ext)
+    res = copy.copy(prog)
+    res.values = _topological([new[id(v)] for v in kept] + [k for k, _ in made] + slice_values + stacks, order)
+    res.args = [get(a) for a in prog.args]
+    res.outputs = [get(o) for o in prog.outputs]
+    res.seeds = [get(s) for s in prog.seeds]
+    res.params = [(p, get(v)) for p, v in prog.params]
+    res.input_grads = [get(g) for g in prog.input_grads]
+    res.param_grads = [get(g) for g in prog.param_grads]
+    res.meta = dict(prog.meta, fused_groups=len(groups), fused_ops=fused_ops)
+    return res
+
+
+def _row_stacks(values, replaced, order, pos):
+    """A row stack (Concat along dim 0) of one column block of several kernels' outputs is that block of the
+    row stack of the outputs, whose rows the kernels then write in place (memory plan): no copy. Returns the
+    new stacks; each replaced Concat maps to its block in ``replaced``."""
+    made = {}
+    for c in values:
+        if not (isinstance(c.op, Concat) and c.shape is not None and c.ndim >= 2 and c.op.dim % c.ndim == 0):
+            continue
+        parts = [replaced.get(id(a)) for a in c.args]
+        if not all(p is not None and isinstance(p.op, Slice) and isinstance(p.args[0].op, FusedKernel)
+                   for p in parts):
+            continue
+        ks = tuple(p.args[0] for p in parts)
+        spans = {(p.op.start, p.op.length) for p in parts}
+        if len(spans) != 1 or len({id(k) for k in ks}) != len(ks) or len({k.shape[1:] for k in ks}) != 1:
+            continue
+        key = tuple(id(k) for k in ks)
+        if key not in made:
+            rows = sum(k.shape[0] for k in ks)
+            made[key] = stack = Value(Concat(0), ks, (rows,) + ks[0].shape[1:], ks[0].dtype, c.src)
+            order[id(stack)] = (pos[id(c)], 0)
+            for k in ks:
+                k.op.elementwise = True          # written straight into its rows of the stack
+        (start, length), = spans
+        s = _value(Slice(c.ndim - 1, start, length), c.shape, c.dtype, c.src, c.id)
+        s.args = (made[key],)
+        order[id(s)] = (pos[id(c)], 1)
+        replaced[id(c)] = s
+    return list(made.values())
+
+
+def _column_stack(ops, users):
+    """A Concat along the last dim of results of this group only, each once (the first such, if any)."""
+    for m in ops:
+        for c in users.get(id(m), ()):
+            if isinstance(c.op, Concat) and c.shape is not None and c.op.dim % c.ndim == c.ndim - 1 \
+                    and all(any(a is o for o in ops) for a in c.args) and len({id(a) for a in c.args}) == len(c.args):
+                return c
+    return None
+
+
+def _column_base(a, placed):
+    """(array, column offset): an input that is a column slice of an array (a kernel's output among them) is
+    read from that array."""
+    off = 0
+    while True:
+        if id(a) in placed:
+            k, at = placed[id(a)]
+            return k, off + at
+        if not (isinstance(a.op, Slice) and a.args and a.ndim and a.op.dim % a.ndim == a.ndim - 1
+                and a.args[0].shape is not None):
+            return a, off
+        off += a.op.span(a.args[0].shape[-1])[0]
+        a = a.args[0]
+
+
+def _dependencies_first(groups, slices):
+    """The groups, each after the groups whose results it reads (their layout decides where it reads them)."""
+    index = {id(m): i for i, g in enumerate(groups) for m in g}
+    needs = [{index[id(a)] for m in g if id(m) not in slices for a in m.args if id(a) in index} - {i}
+             for i, g in enumerate(groups)]
+    done, out = set(), []
+    while len(out) < len(groups):
+        before = len(out)
+        for i, g in enumerate(groups):
+            if i not in done and needs[i] <= done:
+                done.add(i)
+                out.append(g)
+        assert len(out) > before, "fused groups depend on each other in a cycle"
+    return out
+
+
+def _value(op, shape, dtype, src, vid):
+    """A new IR value (arguments set by the caller) keeping the identity ``vid`` of the value it stands for."""
+    v = Value.__new__(Value)
+    v.op, v.args, v.shape, v.dtype, v.src, v.id = op, (), shape, dtype, src, vid
+    return v
+
+
+def _topological(values, order):
+    """The values in a topological order, as close to ``order``'s keys as their dependencies allow."""
+    ids = {id(v) for v in values}
+    waiting = {id(v): sum(1 for a in set(map(id, v.args)) if a in ids) for v in values}
+    users = {}
+    for v in values:
+        for a in {id(a) for a in v.args}:
+            if a in ids:
+                users.setdefault(a, []).append(v)
+    heap = [(order[id(v)], n, v) for n, v in enumerate(values) if waiting[id(v)] == 0]
+    heapq.heapify(heap)
+    count, out = len(values), []
+    while heap:
+        _, _, v = heapq.heappop(heap)
+        out.append(v)
+        for u in users.get(id(v), ()):
+            waiting[id(u)] -= 1
+            if waiting[id(u)] == 0:
+                count += 1
+                heapq.heappush(heap, (order[id(u)], count, u))
+    assert len(out) == len(values), "fusion made a cycle"
+    return out

@@ -1,0 +1,201 @@
+"""The numba backend: fused kernels agree with the reference interpreter, and fusion forms groups."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import graphnet as gn
+from graphnet import nn
+from graphnet.compile.numba_backend import numba_available
+
+from test_compile_agreement import random_graph, random_recurrence
+
+pytestmark = pytest.mark.skipif(not numba_available(), reason="numba is not installed")
+
+
+def _run(g, arrays, seeds, **how):
+    plan = gn.compile(g, **how)
+    outs = plan.forward(*arrays)
+    outs = outs if isinstance(outs, list) else [outs]
+    for p in g.parameters():
+        p.grad[...] = 0
+    gin = plan.backward(*seeds[:len(outs)])
+    gin = gin if isinstance(gin, list) else [gin]
+    return outs, gin, [p.grad.copy() for p in g.parameters()], plan
+
+
+def _agree(ref, got, tol, per_array=True):
+    """Relative error below tol, relative to each array (float64), or to the largest of them all (float32: a
+    gradient entry that cancels to near zero carries the rounding of the terms it summed). An array that cancels
+    to (near) zero is measured against a thousandth of the largest, for the same reason (every backend)."""
+    pairs = [(a, b) for a, b in zip(sum(ref[:3], []), sum(got[:3], []))]
+    top = max((np.abs(a).max(initial=0) for a, _ in pairs if a is not None), default=0.0)
+    for a, b in pairs:
+        if a is None:
+            assert b is None
+            continue
+        scale = max(np.abs(a).max(initial=0) if per_array else top, 1e-3 * top, 1e-30)
+        assert np.abs(np.asarray(a, np.float64) - b).max(initial=0) / scale < tol
+
+
+def _graph_case(seed, dtype):
+    g, n_in = random_graph(seed)
+    g.float64() if dtype == np.float64 else g.float32()
+    r = np.random.default_rng(seed + 1)
+    B = int(r.integers(1, 4))
+    arrays = [r.standard_normal((B, 6)).astype(dtype) for _ in range(n_in)]
+    seeds = [r.standard_normal((B, 6)).astype(dtype) for _ in range(2)]
+    return g, arrays, seeds
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@settings(max_examples=12, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_random_graphs_agree_with_level0_float64(backend, seed):
+    g, arrays, seeds = _graph_case(seed, np.float64)
+    _agree(_run(g, arrays, seeds, level=0), _run(g, arrays, seeds, level=2, backend=backend), 1e-12)
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_random_graphs_agree_with_level0_float32(seed):
+    g, arrays, seeds = _graph_case(seed, np.float32)
+    _agree(_run(g, arrays, seeds, level=0), _run(g, arrays, seeds, level=2, backend="numba"), 1e-5, False)
+
+
+@pytest.mark.slow
+@settings(max_examples=1000, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_random_graphs_agree_with_level0_thousand_graphs(seed):
+    g, arrays, seeds = _graph_case(seed, np.float64)
+    _agree(_run(g, arrays, seeds, level=0), _run(g, arrays, seeds, level=2, backend="numba"), 1e-12)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), dtype=st.sampled_from([np.float64, np.float32]))
+def test_unrolled_cells_agree_with_level0(seed, dtype):
+    g, arrays, seeds = random_recurrence(seed)
+    if dtype == np.float32:
+        g.float32()
+        arrays = [a.astype(dtype) if a.dtype.kind == "f" else a for a in arrays]
+        seeds = [s.astype(dtype) for s in seeds]
+    ref, got = _run(g, arrays, seeds, level=0), _run(g, arrays, seeds, level=2, backend="numba")
+    _agree(ref, got, 1e-12 if dtype == np.float64 else 1e-5, dtype == np.float64)
+
+
+@settings(max_examples=6, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1))
+def test_train_step_agrees_with_level0(seed):
+    g, arrays, _ = random_recurrence(seed, loss_only=True)
+    ref_loss, _, ref_grads, _ = _run(g, arrays, [np.asarray(1.0)], level=0)
+    step = gn.compile_train_step(g, backend="numba")
+    for _ in range(2):                       # the second call runs in the arrays the first one used
+        loss = step(*arrays)
+        assert abs(loss - float(ref_loss[0])) <= 1e-12 * max(1.0, abs(loss))
+        for p, r in zip(g.parameters(), ref_grads):
+            np.testing.assert_allclose(p.grad, r, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_fusion_forms_groups_in_every_cell(kind):
+    # the same pass, nothing cell-specific: each cell's gate math becomes kernels, forward and backward
+    T, B, D, H = 3, 2, 3, 4
+    cell = getattr(gn.rnn, f"{kind}_cell")(D, H)
+    xs = [gn.Input() for _ in range(T)]
+    states = [gn.Input() for _ in range(2 if kind == "lstm" else 1)]
+    s = list(states)
+    for x in xs:
+        out = cell(x, *s)
+        s = list(out) if len(states) > 1 else [out]
+    loss = nn.Mean(0)(nn.Sum(1)(nn.Square()(s[-1])))
+    model = gn.gModule(xs + states, [loss]).float64()
+    r = np.random.default_rng(0)
+    arrays = [r.standard_normal((B, D)) for _ in xs] + [r.standard_normal((B, H)) for _ in states]
+    numba_step, numpy_step = gn.compile_train_step(model, backend="numba"), gn.compile_train_step(model)
+    loss_numba = numba_step(*arrays)
+    grads = [p.grad.copy() for p in model.parameters()]
+    assert abs(numpy_step(*arrays) - loss_numba) < 1e-12
+    for p, g in zip(model.parameters(), grads):
+        np.testing.assert_allclose(g, p.grad, rtol=1e-12, atol=1e-14)
+    st_ = numba_step.stats()
+    assert st_["backend"] == "numba" and st_["fused_groups"] >= 2 and st_["fused_ops"] >= 2 * st_["fused_groups"]
+    assert numpy_step.stats()["fused_groups"] == 0
+    code = numba_step.code
+    assert "# --- fused kernels (numba) ---" in code and code.count("@njit") == st_["kernels"]
+    assert sum(ln.strip().startswith("_k") for ln in code.split("# --- fused")[0].splitlines()) >= T
+
+
+def test_mlp_and_convnet_fuse_too():
+    x = gn.Input()
+    h = nn.Tanh()(nn.Linear(5, 8)(x))
+    y = nn.Sigmoid()(nn.Linear(8, 3)(h)) * 2.0 + 1.0
+    mlp = gn.gModule([x], [y]).float64()
+    xa = np.random.default_rng(1).standard_normal((4, 5))
+    ref = gn.compile(mlp, level=0).forward(xa)
+    plan = gn.compile(mlp, backend="numba")
+    np.testing.assert_allclose(plan.forward(xa), ref, rtol=1e-12)
+    assert plan.stats()["fused_groups"] >= 1
+    img = gn.Input()
+    c = nn.ReLU()(nn.SpatialConvolution(2, 3, 3, 3, 1, 1, 1, 1)(img)) * 0.5
+    conv = gn.gModule([img], [nn.Sum(1)(nn.Reshape(3 * 5 * 5)(c))]).float64()
+    ia = np.random.default_rng(2).standard_normal((2, 2, 5, 5))
+    ref, refg = _run(conv, [ia], [np.ones((2,))], level=0)[:2]
+    got = _run(conv, [ia], [np.ones((2,))], level=2, backend="numba")
+    _agree((ref, refg, []), got, 1e-12)
+    assert got[3].stats()["fused_groups"] >= 1
+
+
+def test_a_batch_size_of_one_then_more_uses_the_same_kernels():
+    # kernels read every size at run time: a row vector of the graph and a batch of one look alike
+    x = gn.Input()
+    b = nn.Add(4)
+    y = nn.Tanh()(b(x)) * nn.Sigmoid()(x)
+    g = gn.gModule([x], [y]).float64()
+    plan = gn.compile(g, backend="numba")
+    for B in (1, 5):
+        xa = np.random.default_rng(B).standard_normal((B, 4))
+        np.testing.assert_allclose(plan.forward(xa), gn.compile(g, level=0).forward(xa), rtol=1e-12)
+
+
+def test_backend_names_are_checked():
+    x = gn.Input()
+    g = gn.gModule([x], [nn.Tanh()(x)])
+    with pytest.raises(gn.InputError, match="backend must be one of"):
+        gn.compile(g, backend="cuda")
+    assert gn.compile(g, backend="auto").backend == "numba"
+    assert gn.compile_train_step(g, backend="numpy").backend == "numpy"
+
+
+def test_a_scalar_computed_in_the_plan_feeds_a_kernel():
+    # a full sum is a numpy scalar in the plan, not a 0-d array: the kernel takes either
+    x = gn.Input()
+    y = nn.Tanh()(x * nn.Sum(0)(nn.Sum(0)(x)))
+    g = gn.gModule([x], [nn.Sigmoid()(y) + 1.0]).float64()
+    xa = np.random.default_rng(0).standard_normal((3, 4))
+    seed = np.random.default_rng(1).standard_normal((3, 4))
+    ref, got = _run(g, [xa], [seed], level=0), _run(g, [xa], [seed], level=2, backend="numba")
+    _agree(ref, got, 1e-12)
+    assert got[3].stats()["fused_groups"] >= 2
+
+
+def test_kernels_are_written_to_the_cache_folder(tmp_path, monkeypatch):
+    # numba's on-disk cache keys on a real source file: each kernel's source lands in $GRAPHNET_CACHE/kernels
+    monkeypatch.setenv("GRAPHNET_CACHE", str(tmp_path))
+    c = float(np.random.default_rng().uniform(1, 2))          # a kernel no earlier test compiled
+    x = gn.Input()
+    g = gn.gModule([x], [nn.Tanh()(nn.MulConstant(c)(x)) * x]).float64()
+    plan = gn.compile(g, backend="numba")
+    xa = np.random.default_rng(0).standard_normal((2, 3))
+    np.testing.assert_allclose(plan.forward(xa), np.tanh(c * xa) * xa, rtol=1e-12)
+    files = list((tmp_path / "kernels").glob("_k*.py"))
+    assert files and any(repr(c) in f.read_text() for f in files)
+    assert all(f.stem in plan.code for f in files if repr(c) in f.read_text())
+
+
+def test_numba_backend_without_numba_is_refused(monkeypatch):
+    from graphnet.compile import numba_backend
+    monkeypatch.setattr(numba_backend, "numba_available", lambda: False)
+    x = gn.Input()
+    g = gn.gModule([x], [nn.Tanh()(x)])
+    with pytest.raises(gn.InputError, match=r"backend='numba' needs numba.*graphnet\[fast\]"):
+        gn.compile(g, backend="numba")
+    assert gn.compile(g, backend="auto").backend == "numpy"

@@ -93,6 +93,13 @@ class Kernel:
         self.body = body.replace("KERNEL", self.name)
         self.module_source = head + "\n\n" + self.body
 
+    # one kernel per source: the same source at another batch size is the same kernel (plans generic in B)
+    def __eq__(self, other):
+        return isinstance(other, Kernel) and other.name == self.name
+
+    def __hash__(self):
+        return hash(self.name)
+
     def function(self):
         from .numba_backend import load
         return load(self.name, self.module_source, {"_tanh": load(*_HELPERS[self.dtype], attr="_tanh")})

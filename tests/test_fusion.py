@@ -62,10 +62,13 @@ def test_random_graphs_agree_with_level0_float32(seed):
     _agree(_run(g, arrays, seeds, level=0), _run(g, arrays, seeds, level=2, backend="numba"), 1e-5, False)
 
 
+# 150 graphs, not the numpy backend's 1,000: each new kernel costs numba ~0.5 s to compile on a machine whose
+# kernel cache is cold (a new CI machine); 1,000 graphs would be ~30 minutes there. Run it with more examples by
+# hand (hypothesis's max_examples) after changing the fusion pass.
 @pytest.mark.slow
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1))
-def test_random_graphs_agree_with_level0_thousand_graphs(seed):
+def test_random_graphs_agree_with_level0_many_graphs(seed):
     g, arrays, seeds = _graph_case(seed, np.float64)
     _agree(_run(g, arrays, seeds, level=0), _run(g, arrays, seeds, level=2, backend="numba"), 1e-12)
 

@@ -55,15 +55,20 @@ def random_graph(seed):
     return gn.gModule(inputs, outs), n_in
 
 
-def _run(g, level, arrays, seeds):
-    plan = gn.compile(g, level=level)
+def run_plan(g, arrays, seeds, **how):
+    """Outputs, input gradients, parameter gradients and the plan of ``gn.compile(g, **how)`` on these arrays."""
+    plan = gn.compile(g, **how)
     outs = plan.forward(*arrays)
     outs = outs if isinstance(outs, list) else [outs]
     for p in g.parameters():
         p.grad[...] = 0
     gin = plan.backward(*seeds[:len(outs)])
     gin = gin if isinstance(gin, list) else [gin]
-    return outs, gin, [p.grad.copy() for p in g.parameters()]
+    return outs, gin, [p.grad.copy() for p in g.parameters()], plan
+
+
+def _run(g, level, arrays, seeds):
+    return run_plan(g, arrays, seeds, level=level)[:3]
 
 
 def check_agreement(seed):

@@ -7,20 +7,9 @@ import graphnet as gn
 from graphnet import nn
 from graphnet.compile.numba_backend import numba_available
 
-from test_compile_agreement import random_graph, random_recurrence
+from test_compile_agreement import random_graph, random_recurrence, run_plan as _run
 
 pytestmark = pytest.mark.skipif(not numba_available(), reason="numba is not installed")
-
-
-def _run(g, arrays, seeds, **how):
-    plan = gn.compile(g, **how)
-    outs = plan.forward(*arrays)
-    outs = outs if isinstance(outs, list) else [outs]
-    for p in g.parameters():
-        p.grad[...] = 0
-    gin = plan.backward(*seeds[:len(outs)])
-    gin = gin if isinstance(gin, list) else [gin]
-    return outs, gin, [p.grad.copy() for p in g.parameters()], plan
 
 
 def _agree(ref, got, tol, per_array=True):

@@ -351,3 +351,20 @@ def test_runs_grown_value_by_value_cut_as_whole_checks_do(partial):
         got = _runs(vals, None, existing, partial)
         want = _runs_checked_whole(vals, existing, partial)
         assert [sig(v, vals) for v in got] == [sig(v, vals) for v in want], trial
+
+
+def test_a_loss_summed_over_a_thousand_steps_compiles():
+    """A per-step loss added up step by step is an addition tree as deep as the sequence: the passes that
+    regroup sums walk it without recursion (1,200 deep passes Python's default limit of 1,000)."""
+    import graphnet as gn
+    from graphnet import nn
+    x, t = gn.Input((None, 3)), gn.Input((None, 3))
+    crit = nn.MSECriterion()
+    loss = crit(x, t)
+    for k in range(1, 1200):
+        loss = loss + crit(nn.MulConstant(1.0 + k / 1200)(x), t)
+    m = gn.gModule([x, t], [loss]).float64()
+    xa, ta = np.linspace(-1, 1, 6).reshape(2, 3), np.zeros((2, 3))
+    got = gn.compile_train_step(m)(xa, ta)
+    want = sum(np.mean(((1.0 + k / 1200) * xa) ** 2) for k in range(1200))
+    assert got == pytest.approx(want, rel=1e-12)

@@ -34,7 +34,7 @@ _RULES = {
     LeakyReLU: lambda op, a, c: f"{a[0]} if {a[0]} > {c(0)} else {a[0]} * {c(op.slope)}",
     HardTanh: lambda op, a, c: f"{c(op.lo)} if {a[0]} < {c(op.lo)} else ({c(op.hi)} if {a[0]} > {c(op.hi)} else {a[0]})",
     Threshold: lambda op, a, c: f"{a[0]} if {a[0]} > {c(op.threshold)} else {c(op.value)}",
-    Exp: lambda op, a, c: f"math.exp({a[0]})",
+    Exp: lambda op, a, c: f"_exp({a[0]})",
     Log: lambda op, a, c: f"math.log({a[0]})",
     Sqrt: lambda op, a, c: f"math.sqrt({a[0]})",
     Abs: lambda op, a, c: f"abs({a[0]})",
@@ -86,12 +86,12 @@ def _row_max(x, p):
 # ops along the last dim: (reductions [(init, statement per column)], statements after them, value at column j);
 # sums accumulate in float64 whatever the dtype; f(e) converts e to the kernel's dtype
 _ROW_RULES = {
-    LogSoftmax: lambda op, a, p, f: ([_row_max(a[0], p), (f"{p}s = 0.0", f"{p}s += math.exp({a[0]} - {p}m)")],
+    LogSoftmax: lambda op, a, p, f: ([_row_max(a[0], p), (f"{p}s = 0.0", f"{p}s += _exp({a[0]} - {p}m)")],
                                      [f"{p}l = math.log({p}s)"], f"({a[0]} - {p}m) - {f(p + 'l')}"),
-    Softmax: lambda op, a, p, f: ([_row_max(a[0], p), (f"{p}s = 0.0", f"{p}s += math.exp({a[0]} - {p}m)")],
-                                  [], f"math.exp({a[0]} - {p}m) / {f(p + 's')}"),
+    Softmax: lambda op, a, p, f: ([_row_max(a[0], p), (f"{p}s = 0.0", f"{p}s += _exp({a[0]} - {p}m)")],
+                                  [], f"_exp({a[0]} - {p}m) / {f(p + 's')}"),
     LogSoftmaxGrad: lambda op, a, p, f: ([(f"{p}s = 0.0", f"{p}s += {a[0]}")], [],
-                                         f"{a[0]} - math.exp({a[1]}) * {f(p + 's')}"),
+                                         f"{a[0]} - _exp({a[1]}) * {f(p + 's')}"),
     SoftmaxGrad: lambda op, a, p, f: ([(f"{p}s = 0.0", f"{p}s += {a[0]} * {a[1]}")], [],
                                       f"{a[0]} * {a[1]} - {a[1]} * {f(p + 's')}"),
 }

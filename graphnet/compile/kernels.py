@@ -7,8 +7,8 @@ any thread. Per row, the group's ops run in loops over 1-D row slices (numba vec
 does not); ops of one width that read only each other's column j share one loop and pass scalars.
 
 The scalar formula of each op lives in ``kernel_rules`` (numba compiles scalar code; the numpy forms in ops/ are
-calls on whole arrays). ``tanh`` is a branch-free approximation LLVM can vectorize (libm's is a scalar call, slower than numpy's
-SIMD loop): float32 a rational function accurate to a few ulps, float64 within 4e-16 (exp by range reduction).
+calls on whole arrays); ``exp`` and ``tanh`` are ``kernel_math``'s vectorizable formulas. Kernels may reassociate
+sums (``fastmath={"reassoc"}``), which lets a row's reductions run as SIMD code; nothing else is relaxed.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import hashlib
 import numpy as np
 
 from ..ops import Op
+from .kernel_math import NAMES, SOURCES, module_name
 from .kernel_rules import convert, is_literal, literal, row_rule, scalar_rule
 
 _HEADER = '''import math
@@ -25,61 +26,6 @@ from numba import njit
 
 _F = np.{dtype}
 '''
-_TANH32 = '''import numpy as np
-from numba import njit
-
-_F = np.float32
-
-
-@njit(error_model="numpy", nogil=True, cache=True, inline="always")
-def _tanh(x):
-    # tanh as a rational function of x (clamped where tanh(x) rounds to +-1 in float32): vectorizable
-    x = min(max(x, _F(-7.90531110763549805)), _F(7.90531110763549805))
-    x2 = x * x
-    p = x2 * _F(-2.76076847742355e-16) + _F(2.00018790482477e-13)
-    p = x2 * p + _F(-8.60467152213735e-11)
-    p = x2 * p + _F(5.12229709037114e-08)
-    p = x2 * p + _F(1.48572235717979e-05)
-    p = x2 * p + _F(6.37261928875436e-04)
-    p = x2 * p + _F(4.89352455891786e-03)
-    q = x2 * _F(1.19825839466702e-06) + _F(1.18534705686654e-04)
-    q = x2 * q + _F(2.26843463243900e-03)
-    q = x2 * q + _F(4.89352518554385e-03)
-    return x * p / q
-'''
-_TANH64 = '''from numba import njit
-
-
-@njit(error_model="numpy", nogil=True, cache=True, inline="always")
-def _tanh(x):
-    # within 4e-16 of tanh, branch-free, vectorizable (libm's tanh is a scalar call)
-    a = abs(x)
-    # |x| < 0.625: Cephes' rational x + x z P(z) / Q(z), z = x^2
-    z = x * x
-    p = (-9.64399179425052238628e-1 * z - 9.92877231001918586564e1) * z - 1.61468768441708447952e3
-    q = ((z + 1.12811678491632931402e2) * z + 2.23548839060100448583e3) * z + 4.84406305325125486048e3
-    small = x + x * z * p / q
-    # else 1 - 2 / (exp(2|x|) + 1) (1 in double beyond 2|x| = 44): exp(y) = 2^n exp(r), n = round(y / ln 2),
-    # r = y - n ln 2 in two parts, exp(r) by its Taylor series, 2^n a product of its binary digits
-    y = 2.0 * min(a, 22.0)
-    n = int(y * 1.4426950408889634 + 0.5)
-    r = (y - n * 6.93145751953125e-1) - n * 1.42860682030941723212e-6
-    e = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6 + r * (1.0 / 24 + r * (1.0 / 120 + r * (1.0 / 720 + r * (
-        1.0 / 5040 + r * (1.0 / 40320 + r * (1.0 / 362880 + r * (1.0 / 3628800 + r * (1.0 / 39916800 + r * (
-            1.0 / 479001600 + r / 6227020800.0))))))))))))
-    e *= 2.0 if n & 1 else 1.0
-    e *= 4.0 if n & 2 else 1.0
-    e *= 16.0 if n & 4 else 1.0
-    e *= 256.0 if n & 8 else 1.0
-    e *= 65536.0 if n & 16 else 1.0
-    e *= 4294967296.0 if n & 32 else 1.0
-    big = 1.0 - 2.0 / (e + 1.0)
-    big = big if x >= 0 else -big
-    return small if a < 0.625 else (big if a == a else x)
-'''
-# _tanh is compiled once, in a module of its own (and cached), and inlined into each kernel
-_HELPERS = {np.dtype(np.float32): ("_graphnet_tanh32_" + hashlib.sha256(_TANH32.encode()).hexdigest()[:12], _TANH32),
-            np.dtype(np.float64): ("_graphnet_tanh64_" + hashlib.sha256(_TANH64.encode()).hexdigest()[:12], _TANH64)}
 
 
 class Kernel:
@@ -87,7 +33,7 @@ class Kernel:
 
     def __init__(self, body: str, dtype):
         self.dtype = np.dtype(dtype)
-        head = _HEADER.format(dtype=self.dtype.name) + f"\n# _tanh: from the module {_HELPERS[self.dtype][0]}\n"
+        head = _HEADER.format(dtype=self.dtype.name) + f"\n# _exp, _tanh: from the module {module_name(self.dtype)}\n"
         digest = hashlib.sha256((head + body).encode()).hexdigest()[:16]
         self.name = f"_k{digest}"
         self.body = body.replace("KERNEL", self.name)
@@ -102,7 +48,8 @@ class Kernel:
 
     def function(self):
         from .numba_backend import load
-        return load(self.name, self.module_source, {"_tanh": load(*_HELPERS[self.dtype], attr="_tanh")})
+        helpers = {f: load(module_name(self.dtype), SOURCES[self.dtype], attr=f) for f in NAMES}
+        return load(self.name, self.module_source, helpers)
 
 
 def plan_kernel(members, slices, ext, outside, where=None, first=()):
@@ -189,7 +136,7 @@ def plan_kernel(members, slices, ext, outside, where=None, first=()):
             if id(v) in offsets:
                 body.append(f"    o[{_plus(offsets[id(v)])}j] = v{i}")
     args = "".join(f", a{k}" for k in range(len(ext)))
-    lines = ['@njit(error_model="numpy", nogil=True, cache=True)', f"def KERNEL(out{args}):"]
+    lines = ['@njit(error_model="numpy", fastmath={"reassoc"}, nogil=True, cache=True)', f"def KERNEL(out{args}):"]
     ind = "    "
     lines += [f"{ind}s{k} = a{k}[()]" for k, (rank, _) in enumerate(ext_info) if rank == 0]
     for d in range(n - 1):

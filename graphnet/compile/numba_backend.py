@@ -62,25 +62,27 @@ def cache_dir() -> Path:
 def load(name: str, source: str, given: dict | None = None, attr: str | None = None):
     """The numba-compiled function ``attr`` (default ``name``) defined by ``source``, run as module ``name`` with
     the globals ``given`` (compiled on its first call per type)."""
-    attr = attr or name
-    fn = _loaded.get(name)
-    if fn is not None:
-        return fn
-    with _lock:
-        fn = _loaded.get(name)
-        if fn is None:
-            path = cache_dir() / f"{name}.py"
-            if not path.exists() or path.read_text() != source:
-                # written whole, then renamed: another process never imports half a file, and the file (its
-                # time stamp, which keys numba's cache) is not touched again once it exists
-                tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
-                tmp.write_text(source)
-                os.replace(tmp, path)
-            module_name = f"graphnet_kernels.{name}"
-            spec = importlib.util.spec_from_file_location(module_name, path)
-            module = importlib.util.module_from_spec(spec)
-            module.__dict__.update(given or {})
-            sys.modules[module_name] = module
-            spec.loader.exec_module(module)
-            fn = _loaded[name] = getattr(module, attr)
-    return fn
+    module = _loaded.get(name)
+    if module is None:
+        with _lock:
+            module = _loaded.get(name)
+            if module is None:
+                module = _loaded[name] = _import(name, source, given)
+    return getattr(module, attr or name)
+
+
+def _import(name: str, source: str, given: dict | None):
+    path = cache_dir() / f"{name}.py"
+    if not path.exists() or path.read_text() != source:
+        # written whole, then renamed: another process never imports half a file, and the file (its time
+        # stamp, which keys numba's cache) is not touched again once it exists
+        tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")
+        tmp.write_text(source)
+        os.replace(tmp, path)
+    module_name = f"graphnet_kernels.{name}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(spec)
+    module.__dict__.update(given or {})
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -7,4 +7,4 @@ from .leaf import Arg, Const, DropoutMask, Leaf, Param, Seed
 from .linalg import MatMul
 from .nnet import LogSoftmax, LogSoftmaxGrad, Pick, PickGrad, Softmax, SoftmaxGrad, Take, TakeGrad
 from .reduce import BroadcastTo, Max, MaxGrad, Mean, Sum
-from .shape import Concat, Index, Pad, Reshape, Slice, Transpose, Unslice
+from .shape import Concat, Contiguous, Index, Pad, Reshape, Slice, Transpose, Unslice

@@ -64,6 +64,17 @@ class Transpose(_Move):
     def vjp(self, b, g, y, x): return (b(Transpose(tuple(np.argsort(self.perm))), g),)
 
 
+class Contiguous(_Move):
+    """y = x, stored as a C-contiguous copy. BLAS packs a transposed operand more slowly than a plain one (small
+    row counts pay up to 2x per product), so a weight read transposed by many products is copied once."""
+    family = "shape"
+
+    def forward(self, x): return np.ascontiguousarray(x)
+    def expr(self, x): return f"np.ascontiguousarray({x})"
+    def expr_out(self, out, k, x): return f"np.copyto({out}, {x})"
+    def vjp(self, b, g, y, x): return (g,)
+
+
 def _index(ndim, dim, sl):
     return (slice(None),) * dim + (sl,)
 

@@ -5,7 +5,13 @@ from hypothesis import given, settings, strategies as st
 
 import graphnet as gn
 from graphnet import nn
+from graphnet.compile.kernels import FusedKernel
+from graphnet.compile.lower import lower
 from graphnet.compile.numba_backend import numba_available
+from graphnet.compile.passes import passes_for
+from graphnet.compile.passes.stack_of_slices import stack_of_slices
+from graphnet.compile.pipeline import run_passes
+from graphnet.ops import Concat, Slice
 
 from test_compile_agreement import random_graph, random_recurrence, run_plan as _run
 
@@ -211,3 +217,47 @@ def test_numba_plans_are_generic_in_the_batch_size():
             np.testing.assert_allclose(g, p.grad, rtol=1e-10, atol=1e-12)
     stats = step.stats()
     assert stats["fused_groups"] > 0 and stats["compiles"] == 3 and stats["batch_sizes_bound"] == 7
+
+
+def _lstm_with_head(T, B, V, H):
+    cell, head = gn.rnn.lstm_cell(V, H), nn.Linear(H, V)
+    xs, ys, s = [gn.Input() for _ in range(T)], [gn.Input() for _ in range(T)], [gn.Input(), gn.Input()]
+    state, losses = list(s), []
+    for x, y in zip(xs, ys):
+        state = list(cell(x, *state))
+        losses.append(nn.ClassNLLCriterion()(nn.LogSoftMax()(head(state[-1])), y))
+    model = gn.gModule(xs + ys + s, [nn.CAddTable()(losses)]).float64()
+    f8, i8 = np.dtype("f8"), np.dtype("i8")
+    return model, [((B, V), f8)] * T + [((B,), i8)] * T + [((B, H), f8)] * 2
+
+
+def _stacks_column_slices_of_kernels(v):
+    """A row stack of the same columns of several kernels' outputs."""
+    return (isinstance(v.op, Concat) and v.op.dim % v.ndim == 0 and len(v.args) > 1
+            and all(isinstance(a.op, Slice) and isinstance(a.args[0].op, FusedKernel) for a in v.args)
+            and len({(a.op.start, a.op.length) for a in v.args}) == 1)
+
+
+def test_a_stack_of_kernel_results_over_the_steps_is_not_copied():
+    # a head reads h_t of every step, stacked by rows; each step's kernel writes h_t among its other results,
+    # so the stack is a column block of the kernels' outputs stacked whole: no Concat of their column slices
+    T, B, V, H = 4, 3, 5, 6
+    model, sig = _lstm_with_head(T, B, V, H)
+    before = lower(model, sig, wrt_inputs=[False] * len(sig), seeded=[True])
+    for p in passes_for(2, "numba"):
+        before = p(before) if p is not stack_of_slices else before
+    assert [v for v in before.values if _stacks_column_slices_of_kernels(v)]      # what the pass is for
+    after, _ = run_passes(lower(model, sig, wrt_inputs=[False] * len(sig), seeded=[True]), 2, "numba", check=True)
+    assert not [v for v in after.values if _stacks_column_slices_of_kernels(v)]
+    whole = [v for v in after.values if isinstance(v.op, Concat) and v.args
+             and all(isinstance(a.op, FusedKernel) for a in v.args)]
+    assert len(whole) >= 1 and all(len({a.shape for a in v.args}) == 1 for v in whole)
+    r = np.random.default_rng(0)
+    arrays = [r.standard_normal((B, V)) for _ in range(T)] + [r.integers(0, V, B) for _ in range(T)]
+    arrays += [r.standard_normal((B, H)) for _ in range(2)]
+    numba_step, numpy_step = gn.compile_train_step(model, backend="numba"), gn.compile_train_step(model)
+    loss = numba_step(*arrays)
+    grads = [p.grad.copy() for p in model.parameters()]
+    assert abs(numpy_step(*arrays) - loss) < 1e-12
+    for p, g in zip(model.parameters(), grads):
+        np.testing.assert_allclose(g, p.grad, rtol=1e-12, atol=1e-14)

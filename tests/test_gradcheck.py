@@ -407,7 +407,7 @@ def _checked_cases(rng):
     yield nn.Narrow(1, 0, 2), [rng.standard_normal(sh)]
     yield nn.Select(1, 1), [rng.standard_normal(sh)]
     for m in (nn.Reshape(4, 3), nn.View(-1, 6), nn.Transpose(0, 2), nn.Sum(1), nn.Mean(0), nn.Max(1),
-              nn.Replicate(3, 1), nn.Unsqueeze(1), nn.Padding(1, 2)):
+              nn.Replicate(3, 1), nn.Unsqueeze(1), nn.Padding(1, 2), nn.Contiguous()):
         yield m, [rng.standard_normal((2, 3, 4))]
     yield nn.Squeeze(), [rng.standard_normal((2, 1, 3))]
     yield nn.JoinTable(1), [rng.standard_normal(sh), rng.standard_normal(sh)]

@@ -109,7 +109,7 @@ def _mixed_graph():
     joined = nn.JoinTable(1)(first, nn.CMaxTable()(second, third))       # (B, 8)
     f = nn.Narrow(1, -5, -1)(nn.Padding(1, 2, 0.5)(feats))               # (B, 5) from (B, 3) + 2
     grid = nn.Reshape(2, 4)(joined)                                      # (B, 2, 4): the batch kept
-    grid = nn.Transpose(1, 2)(grid)                                      # (B, 4, 2)
+    grid = nn.Contiguous()(nn.Transpose(1, 2)(grid))                     # (B, 4, 2)
     pooled = nn.CAddTable()(nn.Sum(2)(grid), nn.Max(2)(grid))           # (B, 4)
     rep = nn.Replicate(3, 1)(nn.Select(1, 0)(grid))                      # (B, 3, 2)
     flat = nn.View(-1, 6)(rep)
@@ -128,7 +128,8 @@ def test_graph_mixing_table_shape_and_pointwise_modules(tmp_path, rng):
     net = _mixed_graph()
     exported, kinds, _ = export_and_compare(
         net, lambda n: [rng.integers(0, 11, (n, 3)), _floats(rng, n, 3)], tmp_path, batches=(3, 8))
-    assert {"Gather", "Concat", "Pad", "Expand", "Transpose", "Reshape", "ReduceMax", "Clip", "Where"} <= kinds
+    assert {"Gather", "Concat", "Pad", "Expand", "Transpose", "Reshape", "ReduceMax", "Clip", "Where",
+            "Identity"} <= kinds
     assert [i.name for i in exported.graph.input] == ["words", "feats"]
 
 

@@ -312,6 +312,7 @@ CASES = {
     "Reshape": (lambda: nn.Reshape(3, 2), [((B, 6), F)]),
     "View": (lambda: nn.View(-1, 2), [((B, 6), F)]),
     "Transpose": (lambda: nn.Transpose(0, 1), [((B, 3), F)]),
+    "Contiguous": (lambda: nn.Contiguous(), [((B, 3), F)]),
     "Sum": (lambda: nn.Sum(1), [((B, 3), F)]),
     "Mean": (lambda: nn.Mean(0, True), [((B, 3), F)]),
     "Max": (lambda: nn.Max(1), [((B, 3), F)]),

@@ -285,7 +285,8 @@ def _stacked_in_place(values, buffered):
         ids = [a.id for a in c.args]
         if len(set(ids)) != len(ids):
             continue
-        if all(a.id not in pieces and (a.id in stacks or a.id in buffered and a.op.elementwise
+        rows = c.op.dim % len(c.shape) == 0    # a piece's slot is then a block of rows: contiguous
+        if all(a.id not in pieces and (a.id in stacks or a.id in buffered and (a.op.elementwise or rows)
                                         and not isinstance(a.op, Concat)) for a in c.args):
             stacks.add(c.id)
             for slot, a in enumerate(c.args):

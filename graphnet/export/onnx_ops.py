@@ -218,6 +218,11 @@ def _transpose(g, v, xs):
     return g.add("Transpose", xs, hint(v), perm=list(v.op.perm))
 
 
+@translates(ops.Contiguous)
+def _contiguous(g, v, xs):
+    return g.add("Identity", xs, hint(v))
+
+
 @translates(ops.BroadcastTo)
 def _broadcast_to(g, v, xs):
     return g.add("Expand", [xs[0], g.shape_tensor(g.shape(v), hint(v))], hint(v))

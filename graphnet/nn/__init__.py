@@ -4,7 +4,7 @@ from .basic import (ELU, Abs, Add, AddConstant, Dropout, Exp, HardTanh, Identity
                     Square, Tanh, Threshold)
 from .criterion import (AbsCriterion, BCECriterion, ClassNLLCriterion, Criterion, CrossEntropyCriterion,
                         MSECriterion, SmoothL1Criterion)
-from .shape import Max, Mean, Narrow, Padding, Replicate, Reshape, Select, Squeeze, Sum, Transpose, Unsqueeze, View
+from .shape import Contiguous, Max, Mean, Narrow, Padding, Replicate, Reshape, Select, Squeeze, Sum, Transpose, Unsqueeze, View
 from .table import (CAddTable, CDivTable, CMaxTable, CMinTable, CMulTable, CSubTable, FlattenTable, JoinTable,
                     NarrowTable, SelectTable, SplitTable)
 from .containers import Concat, ConcatTable, Container, Parallel, ParallelTable, Sequential

@@ -102,6 +102,13 @@ class Transpose(Module):
         return b(ops.Transpose(perm), x)
 
 
+class Contiguous(Module):
+    """y = x in a contiguous copy (torch7's nn.Contiguous, after a Transpose, say): the values are x's"""
+
+    def lower(self, b, x):
+        return b(ops.Contiguous(), x)
+
+
 class _Reduce(Module):
     op = None
 

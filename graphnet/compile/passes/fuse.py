@@ -196,7 +196,7 @@ def _rewrite(prog, groups, slices):
         mine = {id(m): slices[id(m)] for m in members if id(m) in slices}
         stack = _column_stack(ops, users)
         kernel, offsets, width, single_loop = plan_kernel(ops, mine, ext, outside, where,
-                                                          stack.args if stack is not None else ())
+                                                          stack.args if stack is not None else _row_stacked(ops, users))
         single = len(offsets) == 1
         inplace = single and single_loop and not any(a.op.view or isinstance(a.op, Const) for a in ext) \
             and all(off == 0 for _, off in where.values())
@@ -297,6 +297,20 @@ def _column_stack(ops, users):
                     and all(any(a is o for o in ops) for a in c.args) and len({id(a) for a in c.args}) == len(c.args):
                 return c
     return None
+
+
+def _row_stacked(ops, users):
+    """Results of this group that a Concat stacks by rows (a value of every time step, say), in the order of
+    those stacks: laid out first, each step's kernel keeps them at the same columns, and ``stack_of_slices``
+    can stack the steps' outputs whole instead of copying the columns."""
+    stacks = {}
+    for m in ops:
+        for c in users.get(id(m), ()):
+            if isinstance(c.op, Concat) and c.shape is not None and c.ndim >= 2 and c.op.dim % c.ndim == 0:
+                stacks[id(m)] = min(stacks.get(id(m), c.id), c.id)
+    # the same order at every step: by stack, then by the graph node that made it (a stack may hold several)
+    return tuple(sorted((m for m in ops if id(m) in stacks),
+                        key=lambda m: (stacks[id(m)], getattr(m.src, "id", -1), repr(m.op))))
 
 
 def _column_base(a, placed):

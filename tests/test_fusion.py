@@ -93,6 +93,17 @@ def test_train_step_agrees_with_level0(seed):
             np.testing.assert_allclose(p.grad, r, rtol=1e-12, atol=1e-14)
 
 
+def _same_train_step_on_both_backends(model, arrays):
+    """The numba and numpy train steps of a float64 model: equal loss and gradients (1e-12)."""
+    numba_step, numpy_step = gn.compile_train_step(model, backend="numba"), gn.compile_train_step(model)
+    loss_numba = numba_step(*arrays)
+    grads = [p.grad.copy() for p in model.parameters()]
+    assert abs(numpy_step(*arrays) - loss_numba) < 1e-12
+    for p, g in zip(model.parameters(), grads):
+        np.testing.assert_allclose(g, p.grad, rtol=1e-12, atol=1e-14)
+    return numba_step, numpy_step
+
+
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
 def test_fusion_forms_groups_in_every_cell(kind):
     # the same pass, nothing cell-specific: each cell's gate math becomes kernels, forward and backward
@@ -108,12 +119,7 @@ def test_fusion_forms_groups_in_every_cell(kind):
     model = gn.gModule(xs + states, [loss]).float64()
     r = np.random.default_rng(0)
     arrays = [r.standard_normal((B, D)) for _ in xs] + [r.standard_normal((B, H)) for _ in states]
-    numba_step, numpy_step = gn.compile_train_step(model, backend="numba"), gn.compile_train_step(model)
-    loss_numba = numba_step(*arrays)
-    grads = [p.grad.copy() for p in model.parameters()]
-    assert abs(numpy_step(*arrays) - loss_numba) < 1e-12
-    for p, g in zip(model.parameters(), grads):
-        np.testing.assert_allclose(g, p.grad, rtol=1e-12, atol=1e-14)
+    numba_step, numpy_step = _same_train_step_on_both_backends(model, arrays)
     st_ = numba_step.stats()
     assert st_["backend"] == "numba" and st_["fused_groups"] >= 2 and st_["fused_ops"] >= 2 * st_["fused_groups"]
     assert numpy_step.stats()["fused_groups"] == 0
@@ -255,9 +261,4 @@ def test_a_stack_of_kernel_results_over_the_steps_is_not_copied():
     r = np.random.default_rng(0)
     arrays = [r.standard_normal((B, V)) for _ in range(T)] + [r.integers(0, V, B) for _ in range(T)]
     arrays += [r.standard_normal((B, H)) for _ in range(2)]
-    numba_step, numpy_step = gn.compile_train_step(model, backend="numba"), gn.compile_train_step(model)
-    loss = numba_step(*arrays)
-    grads = [p.grad.copy() for p in model.parameters()]
-    assert abs(numpy_step(*arrays) - loss) < 1e-12
-    for p, g in zip(model.parameters(), grads):
-        np.testing.assert_allclose(g, p.grad, rtol=1e-12, atol=1e-14)
+    _same_train_step_on_both_backends(model, arrays)

@@ -32,6 +32,7 @@ THREADS = threads_from_argv(sys.argv)         # before numpy and torch are impor
 import numpy as np  # noqa: E402
 
 from _common import fmt_ms, gn, machine_line, markdown_table, median_ms, nn, time_alternating  # noqa: E402
+from graphnet.compile.numba_backend import numba_available  # noqa: E402
 from graphnet.optim import RMSprop, clip_grad_norm  # noqa: E402
 from graphnet.rnn import stacked, unroll  # noqa: E402
 
@@ -85,7 +86,17 @@ def graphnet_contenders(args, x, y, dtype):
         clip_grad_norm(params, CLIP)
         opt2.step()
         return float(loss)
-    return {"graphnet, compile_train_step": fused, "graphnet, forward + backward": fwd_bwd}, cell
+    out = {"graphnet, compile_train_step": fused, "graphnet, forward + backward": fwd_bwd}
+    if numba_available():
+        kernels, opt3 = gn.compile_train_step(model, backend="numba"), RMSprop(params, lr=LR, alpha=ALPHA)
+
+        def fused_numba():
+            loss = kernels(*arrays)
+            clip_grad_norm(params, CLIP)
+            opt3.step()
+            return loss
+        out['graphnet, compile_train_step(backend="numba")'] = fused_numba
+    return out, cell
 
 
 def torch_contenders(args, x, y, dtype, cell):

@@ -262,3 +262,27 @@ def test_a_stack_of_kernel_results_over_the_steps_is_not_copied():
     arrays = [r.standard_normal((B, V)) for _ in range(T)] + [r.integers(0, V, B) for _ in range(T)]
     arrays += [r.standard_normal((B, H)) for _ in range(2)]
     _same_train_step_on_both_backends(model, arrays)
+
+
+def test_two_layers_stack_each_kernel_output_once():
+    # a batched op over both layers' steps stacks what one layer's stack holds: the smaller stack is nested in
+    # the larger one (a piece written into two stacks would make one of them a copy)
+    T, B, V, H = 3, 2, 5, 4
+    cell = gn.rnn.stacked("lstm", V, H, 2, vocab=V)
+    xs, ys, s0 = [gn.Input() for _ in range(T)], [gn.Input() for _ in range(T)], [gn.Input() for _ in range(4)]
+    outs = gn.rnn.unroll(cell, T)(*xs, *s0).split(4 + T)
+    loss = nn.CAddTable()([nn.ClassNLLCriterion()(outs[4 + t], ys[t]) for t in range(T)])
+    model = gn.gModule(xs + ys + s0, [loss]).float64()
+    f8, i8 = np.dtype("f8"), np.dtype("i8")
+    sig = [((B, V), f8)] * T + [((B,), i8)] * T + [((B, H), f8)] * 4
+    prog, _ = run_passes(lower(model, sig, wrt_inputs=[False] * len(sig), seeded=[True]), 2, "numba", check=True)
+    stacked_in = {}
+    for v in prog.values:
+        if isinstance(v.op, Concat) and v.op.dim % v.ndim == 0:
+            for a in v.args:
+                if isinstance(a.op, FusedKernel):
+                    stacked_in.setdefault(a.id, []).append(v.id)
+    assert stacked_in and all(len(s) == 1 for s in stacked_in.values())
+    r = np.random.default_rng(1)
+    arrays = [np.eye(V)[r.integers(0, V, B)] for _ in range(T)] + [r.integers(0, V, B) for _ in range(T)]
+    _same_train_step_on_both_backends(model, arrays + [r.standard_normal((B, H)) for _ in range(4)])

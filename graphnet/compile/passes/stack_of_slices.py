@@ -14,7 +14,8 @@ def stack_of_slices(prog):
     into the rows of one array (``memory`` places the pieces of a row stack), and the column slice is a view of
     it that a GEMM or a kernel reads in place. Stacks of the same x_i, at other columns, share that array."""
     p = clone(prog)
-    sub, new, whole = {}, [], {}
+    sub, new, made = {}, [], []
+    whole = {tuple(a.id for a in v.args): v for v in p.values if _row_stack(v)}    # the program's own stacks
     for v in p.values:
         cols = _sliced_the_same(v)
         if cols is None:
@@ -26,11 +27,34 @@ def stack_of_slices(prog):
             rows = sum(x.shape[0] for x in xs)
             whole[key] = Value(Concat(0), xs, (rows,) + tuple(xs[0].shape[1:]), xs[0].dtype, v.src)
             whole[tuple(x.id for x in xs)] = whole[key]       # as later stacks will name them
-            new.append(whole[key])
+            made.append(whole[key])
         s = Value(Slice(v.ndim - 1, *cols), (whole[key],), v.shape, v.dtype, v.src)
         new.append(s)
         sub[v.id] = s
-    return finish(p, new, sub) if sub else p
+    _nest(made)
+    return finish(p, made + new, sub) if sub else p
+
+
+def _row_stack(v):
+    return isinstance(v.op, Concat) and v.shape is not None and v.ndim >= 1 and v.op.dim % v.ndim == 0
+
+
+def _nest(stacks):
+    """A stack whose pieces run through a smaller stack's pieces reads that stack there instead (the stack of
+    both layers' steps holds the stack of one layer's): a piece lives in one stack only, so that the smaller
+    stack, nested, is written in place too."""
+    inner_of = set()
+    for big in sorted(stacks, key=lambda s: -len(s.args)):
+        for small in sorted(stacks, key=lambda s: -len(s.args)):
+            n = len(small.args)
+            if n >= len(big.args) or small.id in inner_of:
+                continue
+            ids = [a.id for a in big.args]
+            want = [a.id for a in small.args]
+            at = next((i for i in range(len(ids) - n + 1) if ids[i:i + n] == want), None)
+            if at is not None:
+                big.args = big.args[:at] + (small,) + big.args[at + n:]
+                inner_of.add(small.id)
 
 
 def _widened(xs, sub, new):

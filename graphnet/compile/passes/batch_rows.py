@@ -94,7 +94,11 @@ class _Ancestry:
                 todo += users.get(r.id, ())
 
 
-def _one_round(p, patterns):
+def _one_round(p, patterns, settled):
+    """One round of batching. ``settled``: groups (the set of their members' ids) whose every member depends on
+    one of them (a recurrence's T steps). Dependencies only grow under batching (a merged value's readers
+    depend on all it merged), so while the group has these members, that one is first in program order and
+    alone in any batch: the group is left out, its members take no bit of the ancestry."""
     values = list(p.values)
     present = {v.id for v in values}
     fwd = {v.id for v in p.forward_values()}
@@ -102,18 +106,23 @@ def _one_round(p, patterns):
     existing = {True: Stacks([v for v in values if v.id in fwd]), False: Stacks(values)}
     grad = gradient_ids(values)
     order = {v.id: i for i, v in enumerate(values)}
-    groups = _candidates(values, fwd, patterns)
+    groups = [g for g in _candidates(values, fwd, patterns) if frozenset([m.id for m in g]) not in settled]
     graphs = {phase: _Ancestry([v for v in values if (v.id in fwd) == phase],
                                {m.id for g in groups if (g[0].id in fwd) == phase for m in g})
               for phase in (True, False)}
     sub, new, n_merged = {}, [], 0
 
     def select(members, pattern):
-        """The members one application can compute: same shared inputs, none depending on another."""
+        """The members one application can compute: same shared inputs, none depending on another; and whether
+        every member but the first depends on the first."""
         fixed = [a for a, r in zip(members[0].args, pattern) if not r]
         chosen, mask, above = [], 0, 0
         graph = graphs[members[0].id in fwd]
+        first = graph.bit[members[0].id]
+        below_first = True
         for m in members:
+            if below_first and m is not members[0] and not graph.anc[m.id] & first:
+                below_first = False
             if any(a is not f for a, f in zip((a for a, r in zip(m.args, pattern) if not r), fixed)):
                 continue                      # a shared input was itself batched: next round
             if graph.anc[m.id] & mask or above & graph.bit[m.id]:
@@ -121,7 +130,7 @@ def _one_round(p, patterns):
             chosen.append(m)
             mask |= graph.bit[m.id]
             above |= graph.anc[m.id]
-        return chosen, mask
+        return chosen, mask, below_first
 
     def merge(chosen, mask, pattern, ordered):
         chosen, stacks, copies = ordered
@@ -165,7 +174,9 @@ def _one_round(p, patterns):
         pattern = patterns[group[0].id][0]
         for m in group:
             m.args = tuple(resolve(sub, a) for a in m.args)
-        chosen, mask = select(group, pattern)
+        chosen, mask, below_first = select(group, pattern)
+        if below_first:
+            settled.add(frozenset([m.id for m in group]))
         if len(chosen) < 2:
             continue
         ordered = best_order(chosen, [j for j, r in enumerate(pattern) if r], existing[chosen[0].id in fwd], grad)
@@ -175,9 +186,9 @@ def _one_round(p, patterns):
 
 def batch_rows(prog):
     p = clone(prog)
-    patterns, merged = {}, 0
+    patterns, settled, merged = {}, set(), 0
     for _ in range(MAX_ROUNDS):
-        p, n = _one_round(p, patterns)
+        p, n = _one_round(p, patterns, settled)
         merged += n
         if not n:
             break

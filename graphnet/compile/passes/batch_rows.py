@@ -94,6 +94,21 @@ class _Ancestry:
                 todo += users.get(r.id, ())
 
 
+def _chains(values, groups):
+    """The groups whose every member depends on the first (the steps of a recurrence), found with one bit per
+    group, not one per member: such a group batches nothing, and its T members would widen every value's
+    ancestry by T bits."""
+    bit = {g[0].id: 1 << k for k, g in enumerate(groups)}
+    anc = {}
+    for v in values:
+        m = 0
+        for a in v.args:
+            m |= anc.get(a.id, 0) | bit.get(a.id, 0)
+        if m:
+            anc[v.id] = m
+    return [g for g in groups if all(anc.get(m.id, 0) & bit[g[0].id] for m in g[1:])]
+
+
 def _one_round(p, patterns, settled):
     """One round of batching. ``settled``: groups (the set of their members' ids) whose every member depends on
     one of them (a recurrence's T steps). Dependencies only grow under batching (a merged value's readers
@@ -107,9 +122,13 @@ def _one_round(p, patterns, settled):
     grad = gradient_ids(values)
     order = {v.id: i for i, v in enumerate(values)}
     groups = [g for g in _candidates(values, fwd, patterns) if frozenset([m.id for m in g]) not in settled]
-    graphs = {phase: _Ancestry([v for v in values if (v.id in fwd) == phase],
-                               {m.id for g in groups if (g[0].id in fwd) == phase for m in g})
-              for phase in (True, False)}
+    graphs = {}
+    for phase in (True, False):
+        mine = [v for v in values if (v.id in fwd) == phase]
+        chains = _chains(mine, [g for g in groups if (g[0].id in fwd) == phase])
+        settled.update(frozenset([m.id for m in g]) for g in chains)
+        groups = [g for g in groups if g not in chains]
+        graphs[phase] = _Ancestry(mine, {m.id for g in groups if (g[0].id in fwd) == phase for m in g})
     sub, new, n_merged = {}, [], 0
 
     def select(members, pattern):

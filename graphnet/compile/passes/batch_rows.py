@@ -94,9 +94,9 @@ class _Ancestry:
                 todo += users.get(r.id, ())
 
 
-def _chains(values, groups):
-    """The groups whose every member depends on the first (the steps of a recurrence), found with one bit per
-    group, not one per member: such a group batches nothing, and its T members would widen every value's
+def _is_chain(values, groups):
+    """Per group: whether its every member depends on the first (the steps of a recurrence). Found with one bit
+    per group, not one per member: such a group batches nothing, and its T members would widen every value's
     ancestry by T bits."""
     bit = {g[0].id: 1 << k for k, g in enumerate(groups)}
     anc = {}
@@ -106,14 +106,15 @@ def _chains(values, groups):
             m |= anc.get(a.id, 0) | bit.get(a.id, 0)
         if m:
             anc[v.id] = m
-    return [g for g in groups if all(anc.get(m.id, 0) & bit[g[0].id] for m in g[1:])]
+    return [all(anc.get(m.id, 0) & bit[g[0].id] for m in g[1:]) for g in groups]
 
 
 def _one_round(p, patterns, settled):
     """One round of batching. ``settled``: groups (the set of their members' ids) whose every member depends on
     one of them (a recurrence's T steps). Dependencies only grow under batching (a merged value's readers
     depend on all it merged), so while the group has these members, that one is first in program order and
-    alone in any batch: the group is left out, its members take no bit of the ancestry."""
+    alone in any batch: the group is left out, this round and the next, and its members take no bit of the
+    ancestry."""
     values = list(p.values)
     present = {v.id for v in values}
     fwd = {v.id for v in p.forward_values()}
@@ -121,27 +122,25 @@ def _one_round(p, patterns, settled):
     existing = {True: Stacks([v for v in values if v.id in fwd]), False: Stacks(values)}
     grad = gradient_ids(values)
     order = {v.id: i for i, v in enumerate(values)}
-    groups = [g for g in _candidates(values, fwd, patterns) if frozenset([m.id for m in g]) not in settled]
-    graphs = {}
+    candidates = [g for g in _candidates(values, fwd, patterns) if frozenset([m.id for m in g]) not in settled]
+    groups, graphs = [], {}
     for phase in (True, False):
         mine = [v for v in values if (v.id in fwd) == phase]
-        chains = _chains(mine, [g for g in groups if (g[0].id in fwd) == phase])
-        settled.update(frozenset([m.id for m in g]) for g in chains)
-        groups = [g for g in groups if g not in chains]
+        own = [g for g in candidates if (g[0].id in fwd) == phase]
+        for g, chain in zip(own, _is_chain(mine, own)):
+            if chain:
+                settled.add(frozenset([m.id for m in g]))
+            else:
+                groups.append(g)
         graphs[phase] = _Ancestry(mine, {m.id for g in groups if (g[0].id in fwd) == phase for m in g})
     sub, new, n_merged = {}, [], 0
 
     def select(members, pattern):
-        """The members one application can compute: same shared inputs, none depending on another; and whether
-        every member but the first depends on the first."""
+        """The members one application can compute: same shared inputs, none depending on another."""
         fixed = [a for a, r in zip(members[0].args, pattern) if not r]
         chosen, mask, above = [], 0, 0
         graph = graphs[members[0].id in fwd]
-        first = graph.bit[members[0].id]
-        below_first = True
         for m in members:
-            if below_first and m is not members[0] and not graph.anc[m.id] & first:
-                below_first = False
             if any(a is not f for a, f in zip((a for a, r in zip(m.args, pattern) if not r), fixed)):
                 continue                      # a shared input was itself batched: next round
             if graph.anc[m.id] & mask or above & graph.bit[m.id]:
@@ -149,7 +148,7 @@ def _one_round(p, patterns, settled):
             chosen.append(m)
             mask |= graph.bit[m.id]
             above |= graph.anc[m.id]
-        return chosen, mask, below_first
+        return chosen, mask
 
     def merge(chosen, mask, pattern, ordered):
         chosen, stacks, copies = ordered
@@ -193,9 +192,7 @@ def _one_round(p, patterns, settled):
         pattern = patterns[group[0].id][0]
         for m in group:
             m.args = tuple(resolve(sub, a) for a in m.args)
-        chosen, mask, below_first = select(group, pattern)
-        if below_first:
-            settled.add(frozenset([m.id for m in group]))
+        chosen, mask = select(group, pattern)
         if len(chosen) < 2:
             continue
         ordered = best_order(chosen, [j for j, r in enumerate(pattern) if r], existing[chosen[0].id in fwd], grad)

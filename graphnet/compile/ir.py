@@ -129,9 +129,11 @@ class Program:
 def ancestors(values, targets):
     """The values (in their order) that ``targets`` need, themselves included."""
     need = {r.id for r in targets}
+    add = need.add
     for v in reversed(values):
         if v.id in need:
-            need.update(a.id for a in v.args)
+            for a in v.args:
+                add(a.id)
     return [v for v in values if v.id in need]
 
 
@@ -184,8 +186,10 @@ def rewire(prog: Program, sub: dict) -> Program:
     def r(v):
         return resolve(sub, v)
     for v in prog.values:
-        if any(a.id in sub for a in v.args):
-            v.args = tuple([r(a) for a in v.args])
+        for a in v.args:
+            if a.id in sub:
+                v.args = tuple([r(a) for a in v.args])
+                break
     prog.outputs = [r(o) for o in prog.outputs]
     prog.input_grads = [r(g) for g in prog.input_grads]
     prog.param_grads = [r(g) for g in prog.param_grads]

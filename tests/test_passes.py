@@ -122,6 +122,19 @@ def test_batch_rows_leaves_a_recurrence_alone(rng):
     _same(prog, out, [rng.standard_normal((2, 4))])
 
 
+def test_batch_rows_tells_a_recurrence_from_independent_steps():
+    """A group whose every member depends on its first (the steps of a recurrence) batches nothing; it is found
+    with one bit per group, before the ancestry that takes one bit per member of the other groups."""
+    from graphnet.compile.passes.batch_rows import _candidates, _is_chain
+    T = 4
+    prog = _prog(_graph(nn.Linear(3, 5), T), [(2, 3)] * T + [(2, 5)])
+    fwd = {v.id for v in prog.forward_values()}
+    groups = [g for g in _candidates(prog.forward_values(), fwd, {}) if len(g) == T]
+    chain = {type(g[0].op): c for g, c in zip(groups, _is_chain(prog.forward_values(), groups))}
+    assert chain[ops.Tanh] is True                       # tanh(x_t W^T + h_{t-1}): each step needs the last
+    assert chain[ops.MatMul] is False                    # x_t W^T: no step needs another
+
+
 def test_sum_of_gemms_makes_one_weight_gradient_gemm(rng):
     T = 5
     g = _graph(nn.Linear(3, 5), T)

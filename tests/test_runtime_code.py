@@ -84,3 +84,16 @@ def test_a_variable_names_one_value(rng):
         assert set(gone) <= set(assigned)
         deleted += gone
     assert deleted
+
+
+def test_bind_opens_with_a_branch_so_its_compile_grows_linearly(rng):
+    """CPython makes the cells that the plan's functions close over (the arena's views) at the front of bind's
+    first basic block, moving that block for each: the prelude must not be that block, or compiling grows as
+    views x prelude lines."""
+    import ast
+    cell = gn.rnn.lstm_cell(3, 4).float64()
+    plan = gn.compile(cell)
+    plan.forward(rng.standard_normal((2, 3)), rng.standard_normal((2, 4)), rng.standard_normal((2, 4)))
+    bind = ast.parse(plan.code).body[0]
+    assert bind.name == "bind" and any(isinstance(s, ast.Assign) for s in bind.body), "a prelude of views"
+    assert isinstance(bind.body[0], ast.If), ast.unparse(bind.body[0])

@@ -322,15 +322,17 @@ def _memory_stats(lays, values):
     line, freed by ``del``; what forward leaves alive, its outputs and saved values, lives on through
     backward)."""
     arenas = sum(lay.nbytes() for lay in lays.values())
-    live, peak = {}, 0
+    live, held, peak = {}, 0, 0                # held: the bytes in ``live``, kept as it changes
     for lay in lays.values():                  # in the order the functions run: forward, backward (or step)
         for step in lay.steps:
             if isinstance(step, list):
                 for name in step:
-                    live.pop(name, None)
+                    held -= live.pop(name, 0)
             elif lay.place[step.id] == FRESH:
-                live[lay.names[step.id]] = _nbytes(step)
-                peak = max(peak, sum(live.values()))
+                name = lay.names[step.id]
+                held += _nbytes(step) - live.get(name, 0)
+                live[name] = _nbytes(step)
+                peak = max(peak, held)
     sizes = [_nbytes(v) for v in values]
     return {"bytes_one_buffer_per_node": sum(sizes), "bytes_peak_planned": arenas + peak,
             "buffers": sum(1 for b in sizes if b)}

@@ -129,9 +129,11 @@ class Program:
 def ancestors(values, targets):
     """The values (in their order) that ``targets`` need, themselves included."""
     need = {r.id for r in targets}
+    add = need.add
     for v in reversed(values):
         if v.id in need:
-            need.update(a.id for a in v.args)
+            for a in v.args:
+                add(a.id)
     return [v for v in values if v.id in need]
 
 
@@ -184,8 +186,10 @@ def rewire(prog: Program, sub: dict) -> Program:
     def r(v):
         return resolve(sub, v)
     for v in prog.values:
-        if any(a.id in sub for a in v.args):
-            v.args = tuple([r(a) for a in v.args])
+        for a in v.args:
+            if a.id in sub:
+                v.args = tuple([r(a) for a in v.args])
+                break
     prog.outputs = [r(o) for o in prog.outputs]
     prog.input_grads = [r(g) for g in prog.input_grads]
     prog.param_grads = [r(g) for g in prog.param_grads]
@@ -271,27 +275,38 @@ def toposort(values) -> list:
     (networkx's lexicographical_topological_sort keyed on position gives the same order, 2.5 times slower).
     Values are taken in order as a scan reaches them ready; only those that became ready after the scan passed
     them wait in a heap, so a nearly sorted program (a pass's rewrites appended at the end) costs little more
-    than one scan."""
+    than one scan. Values are handled by position (lists, not dicts keyed by id)."""
+    n = len(values)
     pos = {v.id: i for i, v in enumerate(values)}
-    readers = users(values)
-    indeg = {v.id: len(v.args) if len(v.args) < 2 else len({a.id for a in v.args}) for v in values}
-    out, late, i, n = [], [], 0, len(values)
+    where = pos.get
+    readers = [[] for _ in range(n)]          # position -> positions of the values reading it, once each
+    indeg = [0] * n                           # position -> how many distinct args are not out yet
+    for k, v in enumerate(values):
+        args = v.args
+        if args:
+            # an argument outside the program counts (as ~id: never negative for a position) and is never out
+            at = {where(a.id, ~a.id) for a in args} if len(args) > 1 else (where(args[0].id, -1),)
+            indeg[k] = len(at)
+            for j in at:
+                if j >= 0:
+                    readers[j].append(k)
+    out, late, i = [], [], 0
     while True:
-        while i < n and indeg[values[i].id]:
+        while i < n and indeg[i]:
             i += 1                            # not ready: it joins ``late`` once its last argument is out
-        if late and (i >= n or late[0][0] < i):
-            v = heapq.heappop(late)[1]
+        if late and (i >= n or late[0] < i):
+            k = heapq.heappop(late)
         elif i < n:
-            v = values[i]
+            k = i
             i += 1
         else:
             break
-        out.append(v)
-        for u in readers.get(v.id, ()):
-            indeg[u.id] -= 1
-            if not indeg[u.id] and pos[u.id] < i:
-                heapq.heappush(late, (pos[u.id], u))
-    if len(out) != len(values):
+        out.append(values[k])
+        for u in readers[k]:
+            indeg[u] -= 1
+            if not indeg[u] and u < i:
+                heapq.heappush(late, u)
+    if len(out) != n:
         done = {v.id for v in out}
         left = [v for v in values if v.id not in done]
         missing = [a for v in left for a in v.args if a.id not in pos]

@@ -94,7 +94,27 @@ class _Ancestry:
                 todo += users.get(r.id, ())
 
 
-def _one_round(p, patterns):
+def _is_chain(values, groups):
+    """Per group: whether its every member depends on the first (the steps of a recurrence). Found with one bit
+    per group, not one per member: such a group batches nothing, and its T members would widen every value's
+    ancestry by T bits."""
+    bit = {g[0].id: 1 << k for k, g in enumerate(groups)}
+    anc = {}
+    for v in values:
+        m = 0
+        for a in v.args:
+            m |= anc.get(a.id, 0) | bit.get(a.id, 0)
+        if m:
+            anc[v.id] = m
+    return [all(anc.get(m.id, 0) & bit[g[0].id] for m in g[1:]) for g in groups]
+
+
+def _one_round(p, patterns, settled):
+    """One round of batching. ``settled``: groups (the set of their members' ids) whose every member depends on
+    one of them (a recurrence's T steps). Dependencies only grow under batching (a merged value's readers
+    depend on all it merged), so while the group has these members, that one is first in program order and
+    alone in any batch: the group is left out, this round and the next, and its members take no bit of the
+    ancestry."""
     values = list(p.values)
     present = {v.id for v in values}
     fwd = {v.id for v in p.forward_values()}
@@ -102,10 +122,17 @@ def _one_round(p, patterns):
     existing = {True: Stacks([v for v in values if v.id in fwd]), False: Stacks(values)}
     grad = gradient_ids(values)
     order = {v.id: i for i, v in enumerate(values)}
-    groups = _candidates(values, fwd, patterns)
-    graphs = {phase: _Ancestry([v for v in values if (v.id in fwd) == phase],
-                               {m.id for g in groups if (g[0].id in fwd) == phase for m in g})
-              for phase in (True, False)}
+    candidates = [g for g in _candidates(values, fwd, patterns) if frozenset([m.id for m in g]) not in settled]
+    groups, graphs = [], {}
+    for phase in (True, False):
+        mine = [v for v in values if (v.id in fwd) == phase]
+        own = [g for g in candidates if (g[0].id in fwd) == phase]
+        for g, chain in zip(own, _is_chain(mine, own)):
+            if chain:
+                settled.add(frozenset([m.id for m in g]))
+            else:
+                groups.append(g)
+        graphs[phase] = _Ancestry(mine, {m.id for g in groups if (g[0].id in fwd) == phase for m in g})
     sub, new, n_merged = {}, [], 0
 
     def select(members, pattern):
@@ -175,9 +202,9 @@ def _one_round(p, patterns):
 
 def batch_rows(prog):
     p = clone(prog)
-    patterns, merged = {}, 0
+    patterns, settled, merged = {}, set(), 0
     for _ in range(MAX_ROUNDS):
-        p, n = _one_round(p, patterns)
+        p, n = _one_round(p, patterns, settled)
         merged += n
         if not n:
             break

@@ -30,7 +30,8 @@ def sum_of_gemms(prog):
                  and len(a.args[0].shape) == 2 and len(a.args[1].shape) == 2]
         sums = [a for a in v.args if isinstance(a.op, Sum) and a.op.axes in (0, (0,)) and not a.op.keepdims
                 and len(a.args[0].shape) == 2 and private(a)]
-        parts = [a for a in v.args if a not in gemms and a not in sums]
+        folded = {a.id for a in gemms} | {a.id for a in sums}     # a set: a sum over T steps has T terms
+        parts = [a for a in v.args if a.id not in folded]
         if len(gemms) >= MIN_GROUP:
             # rows of a larger stack make the sum wait for all of it: only where nothing waits for the sum
             _, st, _ = best_order(gemms, [0, 1], existing, grad, partial=not users[v.id])

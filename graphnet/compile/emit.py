@@ -13,11 +13,11 @@ import numpy as np
 
 from ..errors import GraphnetError, InputError, node_error
 from ..ops import Arg, Const, Param, Seed
+from ..ops.leaf import GRAD_LOCK
 from .memory import FRESH, WRITTEN, plan_memory
 from .source import assemble
 
 _count = itertools.count()
-GRAD_LOCK = threading.Lock()      # parameter gradients are shared (clones, threads): one backward adds at a time
 
 
 class Emitted:

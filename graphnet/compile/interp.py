@@ -6,6 +6,7 @@ import numpy as np
 from ..debug import check_finite_enabled
 from ..errors import GraphnetError, InputError, node_error
 from ..ops import Arg, Param, Seed
+from ..ops.leaf import GRAD_LOCK
 
 
 def run_values(values, env):
@@ -54,9 +55,10 @@ class Interpreter:
             if s is not None:
                 env[s.id] = g
         run_values(self.bwd, env)
-        for (param, _), g in zip(p.params, p.param_grads):
-            if g is not None:
-                param.grad += env[g.id]
+        with GRAD_LOCK:
+            for (param, _), g in zip(p.params, p.param_grads):
+                if g is not None:
+                    param.grad += env[g.id]
         out = []
         for a, g in zip(p.args, p.input_grads):
             if g is not None:

@@ -1,9 +1,15 @@
 """Ops with no inputs: graph inputs, parameters, output-gradient seeds, constants and random masks."""
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from .base import Op
+
+# Parameter gradients are shared (by clones, by threads running one plan): whatever adds into a parameter's
+# .grad, or lends it to a module's own acc_grad_parameters, holds this lock while it does.
+GRAD_LOCK = threading.Lock()
 
 _generator = np.random.default_rng      # what DropoutMask draws from: a function giving a numpy Generator
 

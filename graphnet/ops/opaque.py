@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import Op
+from .leaf import GRAD_LOCK
 from .shape import Reshape, Slice
 
 
@@ -100,16 +101,17 @@ class OpaqueGradParams(_Opaque):
 
     def forward(self, g, *xs):
         params = list(self.module._params.values())
-        kept = [p.grad for p in params]
-        try:                                # the module adds into .grad: give it zeros, take what it added
-            for p in params:
-                p.grad = np.zeros_like(p.data)
-            self.module.acc_grad_parameters(*xs, g)
-            parts = [_checked(p.grad, s, self._dtype, f"{self._who('acc_grad_parameters')} left, in "
-                                                       f"{p.name}.grad,") for p, s in zip(params, self.shapes)]
-        finally:
-            for p, k in zip(params, kept):
-                p.grad = k
+        with GRAD_LOCK:                     # .grad is lent to the module: no other thread may add meanwhile
+            kept = [p.grad for p in params]
+            try:                            # the module adds into .grad: give it zeros, take what it added
+                for p in params:
+                    p.grad = np.zeros_like(p.data)
+                self.module.acc_grad_parameters(*xs, g)
+                parts = [_checked(p.grad, s, self._dtype, f"{self._who('acc_grad_parameters')} left, in "
+                                                           f"{p.name}.grad,") for p, s in zip(params, self.shapes)]
+            finally:
+                for p, k in zip(params, kept):
+                    p.grad = k
         return _pack(parts)
 
 

@@ -53,6 +53,19 @@ def in_threads(work, n_calls):
     return results
 
 
+def backward_in_threads_adds_up(m, call, n_calls):
+    """call(k) (a forward and a backward) in threads returns the sequential results, and m's parameter
+    gradients hold the same sum, added in another order."""
+    m.zero_grad()
+    want = [call(k) for k in range(n_calls)]
+    want_grads = [p.grad.copy() for p in m.parameters()]
+    m.zero_grad()
+    got = in_threads(call, n_calls)
+    assert all(same(g, w) for g, w in zip(got, want))
+    for p, w in zip(m.parameters(), want_grads):
+        np.testing.assert_allclose(p.grad, w, rtol=1e-10, atol=1e-12)
+
+
 def same(a, b):
     return all(np.array_equal(x, y) for x, y in zip(a, b))
 
@@ -78,14 +91,7 @@ def test_forward_backward_from_many_threads_equals_sequential(rng, often_switchi
     def call(k):
         m.forward(xs[k])
         return m.backward(xs[k], gs[k])
-    m.zero_grad()
-    want = [call(k) for k in range(len(xs))]
-    want_grads = [p.grad.copy() for p in m.parameters()]
-    m.zero_grad()
-    got = in_threads(call, len(xs))
-    assert all(same(g, w) for g, w in zip(got, want))
-    for p, w in zip(m.parameters(), want_grads):      # the same sum, added in another order
-        np.testing.assert_allclose(p.grad, w, rtol=1e-10, atol=1e-12)
+    backward_in_threads_adds_up(m, call, len(xs))
 
 
 def test_train_steps_from_many_threads_equal_sequential(rng, often_switching):
@@ -142,11 +148,4 @@ def test_parameter_gradients_from_many_threads_add_up(rng, often_switching, leve
     def call(k):
         plan.forward(xs[k])
         return plan.backward(gs[k])
-    m.zero_grad()
-    want = [call(k) for k in range(len(xs))]
-    want_grads = [p.grad.copy() for p in m.parameters()]
-    m.zero_grad()
-    got = in_threads(call, len(xs))
-    assert all(same(g, w) for g, w in zip(got, want))
-    for p, w in zip(m.parameters(), want_grads):
-        np.testing.assert_allclose(p.grad, w, rtol=1e-10, atol=1e-12)
+    backward_in_threads_adds_up(m, call, len(xs))

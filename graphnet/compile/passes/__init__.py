@@ -51,7 +51,8 @@ PIPELINE = [
     Step(batch_rows, 2, "...so a second round batches the block + bias sums that hoist_invariants made"),
     Step(sum_of_reductions, 2, "the per-step losses are means of row blocks only after batching: one mean"),
     Step(sum_of_gemms, 2, "weight-gradient GEMMs read the stacks batching made: one GEMM per weight"),
-    Step(shared_transposes, 2, "after the GEMMs are final, one transposed view per weight is shared"),
+    Step(shared_transposes, 2, "after the GEMMs are final, one transposed view per weight is shared (a contiguous "
+                               "copy when many products read it)"),
     Step(fold_constants, 2, "again: the rewrites may leave a pure op on constants (a slice of a stacked Const)"),
     Step(cse, 2, "again: the batching passes may make one slice or one stack twice"),
     Step(dce, 1, "last: drop what the rewrites left unused (level 1: what cse merged away)"),

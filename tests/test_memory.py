@@ -99,3 +99,15 @@ def test_the_planned_peak_is_the_plans_own_arenas_and_fresh_arrays(rng):
     assert arenas > 0 and fresh_peak >= sum(o.nbytes for o in outs), "forward's outputs are fresh, alive at its end"
     assert st["bytes_peak_planned"] <= arenas + st["bytes_one_buffer_per_node"]
     assert st["buffers"] > 0
+
+
+def test_contiguous_of_a_contiguous_input_is_a_new_array():
+    # nn.Contiguous of an array that is contiguous already is still a new array, never the caller's input
+    x = gn.Input((None, 3))
+    m = gn.gModule([x], [gn.nn.Contiguous()(x), gn.nn.Tanh()(gn.nn.Contiguous()(x))]).float64()
+    a = np.linspace(-1, 1, 6).reshape(2, 3)
+    for level in (0, 2):
+        same, tanh = gn.compile(m, level=level).forward(a)
+        assert not np.shares_memory(same, a) and not np.shares_memory(tanh, a)
+        np.testing.assert_array_equal(same, a)
+        np.testing.assert_allclose(tanh, np.tanh(a))

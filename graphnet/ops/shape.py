@@ -69,8 +69,10 @@ class Contiguous(_Move):
     row counts pay up to 2x per product), so a weight read transposed by many products is copied once."""
     family = "shape"
 
-    def forward(self, x): return np.ascontiguousarray(x)
-    def expr(self, x): return f"np.ascontiguousarray({x})"
+    # always a copy (np.ascontiguousarray would hand back x itself when it is contiguous already: an alias of a
+    # value the memory plan takes for a new array, and of the caller's input when it is an output)
+    def forward(self, x): return np.array(x, order="C")
+    def expr(self, x): return f"np.array({x}, order='C')"
     def expr_out(self, out, k, x): return f"np.copyto({out}, {x})"
     def vjp(self, b, g, y, x): return (g,)
 

@@ -43,14 +43,13 @@ def _nest(stacks):
     """A stack whose pieces run through a smaller stack's pieces reads that stack there instead (the stack of
     both layers' steps holds the stack of one layer's): a piece lives in one stack only, so that the smaller
     stack, nested, is written in place too."""
-    inner_of = set()
-    for big in sorted(stacks, key=lambda s: -len(s.args)):
-        for small in sorted(stacks, key=lambda s: -len(s.args)):
+    inner_of, largest_first = set(), sorted(stacks, key=lambda s: -len(s.args))
+    for big in largest_first:
+        for small in largest_first:
             n = len(small.args)
             if n >= len(big.args) or small.id in inner_of:
                 continue
-            ids = [a.id for a in big.args]
-            want = [a.id for a in small.args]
+            ids, want = [a.id for a in big.args], [a.id for a in small.args]
             at = next((i for i in range(len(ids) - n + 1) if ids[i:i + n] == want), None)
             if at is not None:
                 big.args = big.args[:at] + (small,) + big.args[at + n:]

@@ -286,3 +286,21 @@ def test_two_layers_stack_each_kernel_output_once():
     r = np.random.default_rng(1)
     arrays = [np.eye(V)[r.integers(0, V, B)] for _ in range(T)] + [r.integers(0, V, B) for _ in range(T)]
     _same_train_step_on_both_backends(model, arrays + [r.standard_normal((B, H)) for _ in range(4)])
+
+
+def test_a_kernel_written_over_its_input_reads_it_through_its_output():
+    # out and the input it is written over are one array: read through out, the loop vectorizes (two arrays
+    # that overlap send LLVM to its scalar loop) and the results are the same
+    x = gn.Input()
+    y = nn.Linear(8, 3)(nn.Tanh()(nn.Linear(6, 8)(x)) * 2.0)
+    g = gn.gModule([x], [y]).float64()
+    xa = np.random.default_rng(0).standard_normal((5, 6))
+    plan = gn.compile(g, backend="numba")
+    np.testing.assert_allclose(plan.forward(xa), gn.compile(g, level=0).forward(xa), rtol=1e-12)
+    calls = [line.split("#")[0].strip() for line in plan.code.splitlines() if line.strip().startswith("_k")]
+    over = [c for c in calls if c.split("(")[1].split(",")[0] in [a.strip(" )") for a in c.split(",")[1:]]]
+    assert over, calls
+    name, args = over[0].split("(")[0], [a.strip(" )") for a in over[0].split("(")[1].split(",")]
+    k = args[1:].index(args[0])
+    source = plan.code.split(f"def {name}(")[1].split("\n\n")[0]
+    assert f"r{k} = o\n" in source and f"r{k} = a{k}" not in source

@@ -208,8 +208,6 @@ class Emitted:
         op = v.op
         if isinstance(op, (Arg, Seed, Param)) or v.shape is None:
             return None
-        for name, obj in getattr(op, "plan_globals", dict)().items():   # a generated kernel it calls
-            env.setdefault(name, obj)
         dtype = np.dtype(v.dtype)
 
         def k(c):                      # a constant as a 0-d array of v's dtype, named once per plan
@@ -221,7 +219,13 @@ class Emitted:
                 return None
         except (TypeError, ValueError):
             return None
-        return lambda out, args: op.expr_out(out, k, *args)
+
+        def write(out, args):
+            line = op.expr_out(out, k, *args)
+            for name, obj in getattr(op, "plan_globals", lambda _: {})(line).items():   # generated kernels it calls
+                env.setdefault(name, obj)
+            return line
+        return write
 
     def _from_template(self, template):
         """The template's compiled ``bind``, taking this code's literals, or None when this code is not the

@@ -13,6 +13,7 @@ sums (``fastmath={"reassoc"}``), which lets a row's reductions run as SIMD code;
 from __future__ import annotations
 
 import hashlib
+import re
 
 import numpy as np
 
@@ -36,8 +37,19 @@ class Kernel:
         head = _HEADER.format(dtype=self.dtype.name) + f"\n# _exp, _tanh: from the module {module_name(self.dtype)}\n"
         digest = hashlib.sha256((head + body).encode()).hexdigest()[:16]
         self.name = f"_k{digest}"
+        self.template = body
         self.body = body.replace("KERNEL", self.name)
         self.module_source = head + "\n\n" + self.body
+
+    def written_over(self, k: int) -> "Kernel":
+        """This kernel for calls whose ``out`` is its input ``a{k}``'s array (written in place): the rows of
+        ``a{k}`` are read through ``out``'s. Given two arrays, LLVM checks at run time whether they overlap,
+        finds that they do, and runs the scalar loop; reading and writing through one array at one index, it
+        sees that column j is read before it is written and vectorizes the loop."""
+        body, n = re.subn(rf"^(\s*)r{k} = a{k}\b.*$", rf"\1r{k} = o", self.template, flags=re.M)
+        if n != 1:
+            raise AssertionError(f"kernel {self.name} reads a{k} {n} times by row")
+        return Kernel(body, self.dtype)
 
     # one kernel per source: the same source at another batch size is the same kernel (plans generic in B)
     def __eq__(self, other):
@@ -163,12 +175,13 @@ class FusedKernel(Op):
     arity = None
     family = "fused"
 
-    def __init__(self, kernel: Kernel, width: int, ops: int, inplace: bool, scalars=()):
+    def __init__(self, kernel: Kernel, width: int, ops: int, over=(), scalars=()):
         self.kernel, self.width, self.ops = kernel, int(width), int(ops)
         self.scalars = frozenset(scalars)    # positions of 0-d inputs: the plan may hold them as numpy scalars
-        # written over an input only where that is safe; never as an elementwise op into a slice of a stack,
-        # whose rows numba could not know to be contiguous
-        self.inplace = inplace
+        # the inputs it may be written over (of its shape and dtype), where that is safe at all; never as an
+        # elementwise op into a slice of a stack, whose rows numba could not know to be contiguous
+        self.over = tuple(over)
+        self.inplace = bool(self.over)
 
     def attrs(self):
         return (("kernel", self.kernel.name), ("ops", self.ops))
@@ -185,13 +198,18 @@ class FusedKernel(Op):
     def dtype(self, *dtypes):
         return self.kernel.dtype
 
-    def plan_globals(self) -> dict:
-        """The names the plan's code uses for this op."""
-        return {self.kernel.name: self.kernel.function()}
+    def plan_globals(self, line: str) -> dict:
+        """The kernels the plan's statement ``line`` (made by ``expr_out``) calls, by name: loaded (their source
+        written to the cache folder) only when called."""
+        kernels = [self.kernel] + [self.kernel.written_over(k) for k in self.over]
+        return {kernel.name: kernel.function() for kernel in kernels if kernel.name + "(" in line}
 
     def expr_out(self, out, k, *args):
+        name = self.kernel.name
+        if out in args and self.over:                 # the memory plan wrote it over an input
+            name = self.kernel.written_over(args.index(out)).name
         args = [f"np.asarray({a})" if i in self.scalars else a for i, a in enumerate(args)]
-        return f"{self.kernel.name}({out}{''.join(', ' + a for a in args)})"
+        return f"{name}({out}{''.join(', ' + a for a in args)})"
 
     def forward(self, *xs):
         out = np.empty(self.shape(*[x.shape for x in xs]), self.kernel.dtype)
@@ -208,6 +226,9 @@ def describe_kernels(code: str, prog) -> tuple[str, int]:
     for v in prog.values:
         if isinstance(v.op, FusedKernel):
             seen.setdefault(v.op.kernel.name, v.op.kernel)
+            for kernel in [v.op.kernel.written_over(k) for k in v.op.over]:
+                if kernel.name + "(" in code:                # the memory plan wrote it over an input
+                    seen.setdefault(kernel.name, kernel)
     if not seen:
         return code, 0
     parts = [code, "# --- fused kernels (numba) ---"] + [k.body for k in seen.values()]

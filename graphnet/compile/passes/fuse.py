@@ -201,8 +201,10 @@ def _rewrite(prog, groups, slices):
         inplace = single and single_loop and not any(a.op.view or isinstance(a.op, Const) for a in ext) \
             and all(off == 0 for _, off in where.values())
         last = max(members, key=lambda m: pos[id(m)])
-        k = Value(FusedKernel(kernel, width, len(ops), inplace, [i for i, a in enumerate(ext) if a.ndim == 0]), (), tuple(ops[0].shape[:-1]) + (width,),
-                  ops[0].dtype, last.src)
+        shape = tuple(ops[0].shape[:-1]) + (width,)
+        over = [i for i, a in enumerate(ext) if inplace and tuple(a.shape) == shape and a.dtype == ops[0].dtype]
+        k = Value(FusedKernel(kernel, width, len(ops), over, [i for i, a in enumerate(ext) if a.ndim == 0]), (),
+                  shape, ops[0].dtype, last.src)
         made.append((k, ext))
         order[id(k)] = (pos[id(last)], 0)
         for m in members:

@@ -92,8 +92,11 @@ def test_pipeline_reports_every_pass_with_its_nodes_and_seconds():
 
 
 def test_a_pass_for_another_backend_runs_only_there():
-    names = [s.name for s in PIPELINE if s.backends is None]
-    assert [p.__name__ for p in passes_for(2, "numpy")] == names
+    for backend in ("numpy", "numba"):
+        names = [s.name for s in PIPELINE if s.backends is None or backend in s.backends]
+        assert [p.__name__ for p in passes_for(2, backend)] == names
+    assert "fuse" not in [p.__name__ for p in passes_for(2, "numpy")]
+    assert "batch_rows" not in [p.__name__ for p in passes_for(2, "numba")]
     assert all(s.why for s in PIPELINE)            # each entry says why it sits where it does
 
 

@@ -6,7 +6,7 @@ import graphnet as gn
 from graphnet import nn, ops
 from graphnet.compile.interp import Interpreter
 from graphnet.compile.lower import lower
-from graphnet.compile.passes import (batch_rows, cse, dce, distribute_over_stacks, flatten_stacks, fold_constants,
+from graphnet.compile.passes import (batch_rows, batch_rows_around_kernels, cse, dce, distribute_over_stacks, flatten_stacks, fold_constants,
                                      hoist_invariants, reassociate_products, shared_transposes, simplify,
                                      sum_of_gemms, sum_of_reductions)
 
@@ -190,6 +190,17 @@ def test_batch_rows_batches_the_derivatives_of_a_recurrence(rng):
     assert _count(prog, ops.Deriv) == T
     out = batch_rows(prog)
     assert _count(out, ops.Deriv) == 1                   # tanh' of every step: forward values only
+    _same(prog, out, _head_arrays(rng, T))
+
+
+def test_around_kernels_the_derivatives_stay_in_the_steps_and_the_head_is_batched(rng):
+    # a backend that fuses computes tanh' inside each backward step's kernel at no call: batched, it would
+    # cost a pass over memory and the stacks; the head's ops still run once for all steps
+    T = 4
+    prog = _prog_mixed(_head_graph(T), [(2, 3)] * T + [((2,), np.dtype(np.int64))] * T + [(2, 3)])
+    out = batch_rows_around_kernels(prog)
+    assert _count(out, ops.Deriv) == T
+    assert _count(out, ops.LogSoftmax) == 1 == _count(batch_rows(prog), ops.LogSoftmax)
     _same(prog, out, _head_arrays(rng, T))
 
 

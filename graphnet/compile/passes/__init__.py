@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Callable, NamedTuple
 
-from .batch_rows import batch_rows
+from .batch_rows import batch_rows, batch_rows_around_kernels
 from .cse import cse
 from .dce import dce
 from .distribute_over_stacks import distribute_over_stacks
@@ -46,9 +46,13 @@ PIPELINE = [
     Step(reassociate_products, 2, "...which this regroups as g * (a * b): the forward part leaves the recurrence"),
     Step(flatten_stacks, 2, "stacks of stacks (from simplify and distribute) become one stack before batching"),
     Step(batch_rows, 2, "the row-wise ops of all time steps become one call each (input projections, head, "
-                        "gate derivatives)"),
+                        "gate derivatives)", ("numpy",)),
+    Step(batch_rows_around_kernels, 2, "the same, but elementwise ops that only feed a recurrence's steps stay "
+                                       "in them: the steps' kernels compute them at no call", ("numba",)),
     Step(hoist_invariants, 2, "needs the row blocks batch_rows made: a bias added to a block moves next to it..."),
-    Step(batch_rows, 2, "...so a second round batches the block + bias sums that hoist_invariants made"),
+    Step(batch_rows, 2, "...so a second round batches the block + bias sums that hoist_invariants made",
+         ("numpy",)),
+    Step(batch_rows_around_kernels, 2, "(the second round, on a fusing backend)", ("numba",)),
     Step(sum_of_reductions, 2, "the per-step losses are means of row blocks only after batching: one mean"),
     Step(sum_of_gemms, 2, "weight-gradient GEMMs read the stacks batching made: one GEMM per weight"),
     Step(shared_transposes, 2, "after the GEMMs are final, one transposed view per weight is shared (a contiguous "

@@ -7,12 +7,18 @@ already the row slices of one array, in order (a previous batch's output): so a 
 ``log_softmax(h_t @ W + b)`` at every time step, the derivatives of the gates at every step in backward) is
 batched link by link, one call per link instead of one per time step.
 
+On a backend that fuses elementwise ops into kernels (``batch_rows_around_kernels``), a group of elementwise ops
+whose every result is read only by elementwise ops that stay one per step (a recurrence's) is left per step:
+there each result is computed inside the kernel its reader runs in, at no call of its own, where batched it
+would cost a pass over memory and the stacks copying its inputs and results.
+
 All algebra on the IR, not pattern matching on layers.
 """
 from collections import defaultdict
 
 from ...ops import Slice
 from ..ir import Value, clone, finish, gradient_ids, resolve
+from .fuse import fusable
 from .stacking import Stacks, best_order, new_values
 
 MAX_ROUNDS = 16
@@ -109,7 +115,57 @@ def _is_chain(values, groups):
     return [all(anc.get(m.id, 0) & bit[g[0].id] for m in g[1:]) for g in groups]
 
 
-def _one_round(p, patterns, settled):
+def _per_step(groups, chains, values):
+    """The ids of the groups' elementwise values to leave per step on a fusing backend.
+
+    A value is on a recurrence when it depends on a step of one of ``chains`` (the recurrences' groups) and a
+    later step depends on it, or is a step itself: it is computed once per step whatever is batched. A value
+    stays per step when it is read only by values on a recurrence, elementwise values in no group, or values
+    staying per step themselves: the steps' kernels compute it at no call of its own. It must read a value on a
+    recurrence or an elementwise one that may stay too (through column slices): a bias added to a block of a
+    batched product is batched, as per step fusion would group it with its siblings across the steps, not with
+    its reader. Found by growing the set from the recurrences back until it stops."""
+    bit = {m.id: 1 << k for k, g in enumerate(chains) for m in g}
+    down, up, users = {}, defaultdict(int), defaultdict(list)
+    for v in values:
+        m = bit.get(v.id, 0)
+        for a in v.args:
+            m |= down.get(a.id, 0)
+            users[a.id].append(v)
+        down[v.id] = m
+    for v in reversed(values):
+        m = up[v.id] | bit.get(v.id, 0)
+        for a in v.args:
+            up[a.id] |= m
+    stays = {v.id for v in values if down[v.id] & (up[v.id] | bit.get(v.id, 0))}
+    grouped = {m.id for g in groups for m in g}
+
+    def columns(v):
+        return isinstance(v.op, Slice) and v.ndim and v.op.dim % v.ndim == v.ndim - 1
+
+    def per_step_reader(u):
+        if columns(u):
+            return all(per_step_reader(x) for x in users.get(u.id, ()))
+        return u.id in stays or (fusable(u) and u.id not in grouped)
+
+    def per_step_input(a):
+        return a.id in stays or a.id in maybe or (columns(a) and per_step_input(a.args[0]))
+
+    left = [m for g in groups for m in g if fusable(m) and m.id not in stays and users.get(m.id)]
+    maybe = {m.id for m in left}
+    kept, grew = set(), True
+    while grew:
+        grew = False
+        for m in left:
+            if m.id not in kept and any(per_step_input(a) for a in m.args) \
+                    and all(per_step_reader(u) for u in users[m.id]):
+                stays.add(m.id)
+                kept.add(m.id)
+                grew = True
+    return kept
+
+
+def _one_round(p, patterns, settled, fusing=False):
     """One round of batching. ``settled``: groups (the set of their members' ids) whose every member depends on
     one of them (a recurrence's T steps). Dependencies only grow under batching (a merged value's readers
     depend on all it merged), so while the group has these members, that one is first in program order and
@@ -122,7 +178,8 @@ def _one_round(p, patterns, settled):
     existing = {True: Stacks([v for v in values if v.id in fwd]), False: Stacks(values)}
     grad = gradient_ids(values)
     order = {v.id: i for i, v in enumerate(values)}
-    candidates = [g for g in _candidates(values, fwd, patterns) if frozenset([m.id for m in g]) not in settled]
+    every = _candidates(values, fwd, patterns)
+    candidates = [g for g in every if frozenset([m.id for m in g]) not in settled]
     groups, graphs = [], {}
     for phase in (True, False):
         mine = [v for v in values if (v.id in fwd) == phase]
@@ -132,6 +189,12 @@ def _one_round(p, patterns, settled):
                 settled.add(frozenset([m.id for m in g]))
             else:
                 groups.append(g)
+    if fusing:
+        chains = [g for g in every if frozenset([m.id for m in g]) in settled]
+        per_step = _per_step(groups, chains, values)
+        groups = [kept for kept in ([m for m in g if m.id not in per_step] for g in groups) if len(kept) > 1]
+    for phase in (True, False):
+        mine = [v for v in values if (v.id in fwd) == phase]
         graphs[phase] = _Ancestry(mine, {m.id for g in groups if (g[0].id in fwd) == phase for m in g})
     sub, new, n_merged = {}, [], 0
 
@@ -200,13 +263,19 @@ def _one_round(p, patterns, settled):
     return finish(p, new, sub), n_merged
 
 
-def batch_rows(prog):
+def batch_rows(prog, fusing=False):
     p = clone(prog)
     patterns, settled, merged = {}, set(), 0
     for _ in range(MAX_ROUNDS):
-        p, n = _one_round(p, patterns, settled)
+        p, n = _one_round(p, patterns, settled, fusing)
         merged += n
         if not n:
             break
     p.meta["batched_groups"] = p.meta.get("batched_groups", 0) + merged     # for plan.stats()
     return p
+
+
+def batch_rows_around_kernels(prog):
+    """``batch_rows`` for a backend that fuses elementwise ops: what the steps' kernels compute at no call of
+    their own stays per step."""
+    return batch_rows(prog, fusing=True)

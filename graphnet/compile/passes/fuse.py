@@ -37,7 +37,7 @@ def fuse(prog):
             slices[id(v)] = (base, at + start)
             groups.add(v, groups.of(src))
             continue
-        if not _candidate(v):
+        if not fusable(v):
             continue
         key = (id(v) in fwd, v.shape[:-1], v.dtype.str)
         chosen = []
@@ -134,7 +134,9 @@ class _Groups:
         return not (self._reaches(self.members[g], s, set(chosen)) or self._reaches(old, s, {g}))
 
 
-def _candidate(v) -> bool:
+def fusable(v) -> bool:
+    """Whether v may join a kernel: an elementwise (or row-wise) op of rank >= 2 on floats, its inputs broadcasting
+    to it."""
     if v.shape is None or len(v.shape) < 2 or not v.op.pure or v.dtype.kind != "f":
         return False
     if row_rule(v.op, v.ndim) is not None:      # along the row: inputs of its own shape

@@ -304,3 +304,21 @@ def test_a_kernel_written_over_its_input_reads_it_through_its_output():
     k = args[1:].index(args[0])
     source = plan.code.split(f"def {name}(")[1].split("\n\n")[0]
     assert f"r{k} = o\n" in source and f"r{k} = a{k}" not in source
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layer", [nn.LogSoftMax, nn.SoftMax])
+def test_softmax_rows_with_nan_and_infinities_match_level0(layer, dtype):
+    # the kernel's row max skips NaN (a NaN test keeps the loop scalar); the NaN still reaches its whole row
+    x = gn.Input()
+    g = gn.gModule([x], [layer()(x * 1.0 + 0.5)])
+    g.float32() if dtype == np.float32 else g.float64()
+    xa = np.random.default_rng(0).standard_normal((5, 7)).astype(dtype)
+    xa[1, 3], xa[2, 0], xa[3, :] = np.nan, np.inf, -np.inf
+    xa[4, 2] = -np.inf
+    plan = gn.compile(g, backend="numba")
+    with np.errstate(invalid="ignore"):
+        ref, got = gn.compile(g, level=0).forward(xa), plan.forward(xa)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+    np.testing.assert_allclose(got, ref, rtol=1e-5 if dtype == np.float32 else 1e-12)
+    assert plan.stats()["fused_groups"] >= 1

@@ -45,7 +45,7 @@ def test_the_plan_preallocates_reuses_and_writes_stacks_in_place(rng):
     assert stats["bytes_preallocated"]["forward"] > 0
     assert stats["bytes_peak_planned"] < stats["bytes_one_buffer_per_node"]
     fwd = code.split("    def forward")[1].split("    def backward")[0]
-    assert "_np_matmul(" in fwd and ", _F" in fwd         # values written into preallocated arrays
+    assert "_np_dot(" in fwd and ", _F" in fwd            # values written into preallocated arrays
     # h_t is written straight into its columns of the joined array (a view named array_dim s slot) ...
     assert len(re.findall(r"_np_multiply\([^()]*, _F\d+_\d+_1s\d+\)", fwd)) == 6
     assert fwd.count("_np_concatenate(") == 1            # ... so only the stack of the inputs x_t copies

@@ -220,8 +220,12 @@ class Emitted:
         except (TypeError, ValueError):
             return None
 
-        def write(out, args):
-            line = op.expr_out(out, k, *args)
+        two_d = len(v.shape) == 2 and all(a.shape is not None and len(a.shape) == 2 for a in v.args) \
+            and hasattr(op, "expr_out_2d")
+
+        def write(out, args, contiguous=False):
+            # an op's faster form for 2-D operands and a C-contiguous output, where it has one (np.dot)
+            line = op.expr_out_2d(out, k, *args) if two_d and contiguous else op.expr_out(out, k, *args)
             for name, obj in getattr(op, "plan_globals", lambda _: {})(line).items():   # generated kernels it calls
                 env.setdefault(name, obj)
             return line
@@ -314,7 +318,7 @@ def _lines(lay, exprs, outs):
         kind, name = lay.place[v.id], lay.names[v.id]
         args = [lay.names[a.id] for a in v.args]
         if kind in WRITTEN:
-            out.append((outs[v.id](name, args), v))
+            out.append((outs[v.id](name, args, name in lay.contiguous), v))
         elif kind == FRESH:
             out.append((f"{name} = {exprs[v.id](args)}", v))
     return out

@@ -45,6 +45,7 @@ class Layout:
         self.segments = {}            # Value.id -> (arena name, offset, length): the segment a value took
         self.stacks_in_place = 0      # stacks whose pieces were written straight into them (no copy)
         self.in_place = 0             # values written over an input that died there
+        self.contiguous = set()       # names of arrays C-contiguous at every batch size: segments, their row blocks
 
     def nbytes(self) -> int:
         return sum(math.prod(s) * np.dtype(d).itemsize for s, d in self.arrays.values())
@@ -136,6 +137,7 @@ def plan_memory(values, preset, keep, fresh, computed, writable, prefix, referen
         name = f"{arena.name}_{len(lay.views)}"
         shape = tuple(v.shape)
         lay.views[name] = (arena.name, f"{arena.name}[{off}:{off + n}].reshape({shape!r})")
+        lay.contiguous.add(name)
         fixed.add(name)
         return (arena, off, length), name
 
@@ -149,6 +151,8 @@ def plan_memory(values, preset, keep, fresh, computed, writable, prefix, referen
         start, stop = bounds[slot], bounds[slot + 1]
         name = f"{array}_{d}s{slot}"          # structural: the same name at every batch size
         lay.views[name] = (array, f"{array}[{':, ' * d}{start}:{stop}]")
+        if d == 0 and array in lay.contiguous:
+            lay.contiguous.add(name)
         return name
 
     home_of = {}

@@ -38,6 +38,11 @@ class MatMul(Op):
     def expr_out(self, out, k, a, b):
         return f"np.matmul({a}{'.mT' if self.ta else ''}, {b}{'.mT' if self.tb else ''}, {out})"
 
+    def expr_out_2d(self, out, k, a, b):
+        """Into a C-contiguous ``out``, of 2-D operands: np.dot, whose call costs about half of np.matmul's
+        (0.7-1.1 us against 1.2-1.6 us for a batch of one here), the same BLAS call."""
+        return f"np.dot({a}{'.T' if self.ta else ''}, {b}{'.T' if self.tb else ''}, {out})"
+
     def vjp(self, b, g, y, x1, x2):
         from .shape import Reshape
         if x1.ndim > 2 and x2.ndim == 2 and not self.ta:

@@ -9,9 +9,8 @@ from graphnet.compile.kernels import FusedKernel
 from graphnet.compile.lower import lower
 from graphnet.compile.numba_backend import numba_available
 from graphnet.compile.passes import passes_for
-from graphnet.compile.passes.stack_of_slices import stack_of_slices
 from graphnet.compile.pipeline import run_passes
-from graphnet.ops import Concat, Slice
+from graphnet.ops import Concat, Contiguous, MatMul, Slice, Transpose
 
 from test_compile_agreement import random_graph, random_recurrence, run_plan as _run
 
@@ -237,55 +236,33 @@ def _lstm_with_head(T, B, V, H):
     return model, [((B, V), f8)] * T + [((B,), i8)] * T + [((B, H), f8)] * 2
 
 
-def _stacks_column_slices_of_kernels(v):
-    """A row stack of the same columns of several kernels' outputs."""
-    return (isinstance(v.op, Concat) and v.op.dim % v.ndim == 0 and len(v.args) > 1
-            and all(isinstance(a.op, Slice) and isinstance(a.args[0].op, FusedKernel) for a in v.args)
-            and len({(a.op.start, a.op.length) for a in v.args}) == 1)
+def _column_block_of_kernels(v):
+    """A column block of a row stack of kernel outputs: rows as far apart as a kernel's whole output."""
+    while isinstance(v.op, (Transpose, Contiguous)) or (isinstance(v.op, Slice) and v.op.dim % v.ndim == 0):
+        if isinstance(v.op, Contiguous):
+            return False
+        v = v.args[0]
+    if not (isinstance(v.op, Slice) and v.op.dim % v.ndim == v.ndim - 1):
+        return False
+    stack = v.args[0]
+    return (isinstance(stack.op, Concat) and stack.op.dim % stack.ndim == 0
+            and any(isinstance(a.op, FusedKernel) for a in stack.args) and v.shape[-1] < stack.shape[-1])
 
 
-def test_a_stack_of_kernel_results_over_the_steps_is_not_copied():
-    # a head reads h_t of every step, stacked by rows; each step's kernel writes h_t among its other results,
-    # so the stack is a column block of the kernels' outputs stacked whole: no Concat of their column slices
+def test_gemms_read_stacks_of_kernel_results_as_contiguous_arrays():
+    # the GEMMs of the head (h of every step) and of the weight gradients (the gates' gradients of every step)
+    # read stacks of kernel results: a column block of the kernels' outputs stacked whole would spare a copy,
+    # but a GEMM over rows that far apart ran 1.2-1.6x slower than over a copy (the step 10-18% slower)
     T, B, V, H = 4, 3, 5, 6
     model, sig = _lstm_with_head(T, B, V, H)
-    before = lower(model, sig, wrt_inputs=[False] * len(sig), seeded=[True])
-    for p in passes_for(2, "numba"):
-        before = p(before) if p is not stack_of_slices else before
-    assert [v for v in before.values if _stacks_column_slices_of_kernels(v)]      # what the pass is for
-    after, _ = run_passes(lower(model, sig, wrt_inputs=[False] * len(sig), seeded=[True]), 2, "numba", check=True)
-    assert not [v for v in after.values if _stacks_column_slices_of_kernels(v)]
-    whole = [v for v in after.values if isinstance(v.op, Concat) and v.args
-             and all(isinstance(a.op, FusedKernel) for a in v.args)]
-    assert len(whole) >= 1 and all(len({a.shape for a in v.args}) == 1 for v in whole)
+    prog, _ = run_passes(lower(model, sig, wrt_inputs=[False] * len(sig), seeded=[True]), 2, "numba", check=True)
+    gemms = [v for v in prog.values if isinstance(v.op, MatMul)]
+    assert gemms and not [v for v in gemms if any(_column_block_of_kernels(a) for a in v.args)]
+    assert [v for v in prog.values if isinstance(v.op, FusedKernel)]
     r = np.random.default_rng(0)
     arrays = [r.standard_normal((B, V)) for _ in range(T)] + [r.integers(0, V, B) for _ in range(T)]
     arrays += [r.standard_normal((B, H)) for _ in range(2)]
     _same_train_step_on_both_backends(model, arrays)
-
-
-def test_two_layers_stack_each_kernel_output_once():
-    # a batched op over both layers' steps stacks what one layer's stack holds: the smaller stack is nested in
-    # the larger one (a piece written into two stacks would make one of them a copy)
-    T, B, V, H = 3, 2, 5, 4
-    cell = gn.rnn.stacked("lstm", V, H, 2, vocab=V)
-    xs, ys, s0 = [gn.Input() for _ in range(T)], [gn.Input() for _ in range(T)], [gn.Input() for _ in range(4)]
-    outs = gn.rnn.unroll(cell, T)(*xs, *s0).split(4 + T)
-    loss = nn.CAddTable()([nn.ClassNLLCriterion()(outs[4 + t], ys[t]) for t in range(T)])
-    model = gn.gModule(xs + ys + s0, [loss]).float64()
-    f8, i8 = np.dtype("f8"), np.dtype("i8")
-    sig = [((B, V), f8)] * T + [((B,), i8)] * T + [((B, H), f8)] * 4
-    prog, _ = run_passes(lower(model, sig, wrt_inputs=[False] * len(sig), seeded=[True]), 2, "numba", check=True)
-    stacked_in = {}
-    for v in prog.values:
-        if isinstance(v.op, Concat) and v.op.dim % v.ndim == 0:
-            for a in v.args:
-                if isinstance(a.op, FusedKernel):
-                    stacked_in.setdefault(a.id, []).append(v.id)
-    assert stacked_in and all(len(s) == 1 for s in stacked_in.values())
-    r = np.random.default_rng(1)
-    arrays = [np.eye(V)[r.integers(0, V, B)] for _ in range(T)] + [r.integers(0, V, B) for _ in range(T)]
-    _same_train_step_on_both_backends(model, arrays + [r.standard_normal((B, H)) for _ in range(4)])
 
 
 def test_a_kernel_written_over_its_input_reads_it_through_its_output():

@@ -21,7 +21,6 @@ from .hoist_invariants import hoist_invariants
 from .reassociate_products import reassociate_products
 from .shared_transposes import shared_transposes
 from .simplify import simplify
-from .stack_of_slices import stack_of_slices
 from .sum_of_gemms import sum_of_gemms
 from .sum_of_reductions import sum_of_reductions
 
@@ -62,8 +61,6 @@ PIPELINE = [
     Step(dce, 1, "last: drop what the rewrites left unused (level 1: what cse merged away)"),
     Step(fuse, 1, "on the final program: each maximal group of elementwise ops becomes one compiled kernel",
          ("numba",)),
-    Step(stack_of_slices, 2, "after fusion: a stack of one column block of each step's kernel output is that block "
-                             "of their stack, written in place (it would copy)"),
 ]
 
 

@@ -305,8 +305,9 @@ def _column_stack(ops, users):
 
 def _row_stacked(ops, users):
     """Results of this group that a Concat stacks by rows (a value of every time step, say), in the order of
-    those stacks: laid out first, each step's kernel keeps them at the same columns, and ``stack_of_slices``
-    can stack the steps' outputs whole instead of copying the columns."""
+    those stacks: laid out first, so that each step's kernel keeps them at the same columns (one kernel for
+    every step). (Stacking the steps' outputs whole would spare copying those columns, but the GEMMs reading
+    the stack then read rows as far apart as a whole output: 1.2-1.6x slower than over the copy.)"""
     stacks = {}
     for m in ops:
         for c in users.get(id(m), ()):

@@ -151,12 +151,12 @@ def _per_step(groups, chains, values):
     def per_step_input(a):
         return a.id in stays or a.id in maybe or (columns(a) and per_step_input(a.args[0]))
 
-    left = [m for g in groups for m in g if fusable(m) and m.id not in stays and users.get(m.id)]
+    left = [v for v in values if v.id in grouped and v.id not in stays and users.get(v.id) and fusable(v)]
     maybe = {m.id for m in left}
     kept, grew = set(), True
     while grew:
         grew = False
-        for m in left:
+        for m in reversed(left):              # readers first (program order): most settle in one sweep
             if m.id not in kept and any(per_step_input(a) for a in m.args) \
                     and all(per_step_reader(u) for u in users[m.id]):
                 stays.add(m.id)

@@ -23,6 +23,7 @@ import weakref
 
 import numpy as np
 
+from .compile.numba_backend import resolve_backend
 from .errors import GraphnetError, InputError
 from .module import Module, rng
 from .shards import concat_outputs, leaves, row_count, shard_sizes, take_rows
@@ -105,12 +106,12 @@ atexit.register(shutdown)
 class _Worker:
     """One Ray actor: the model rebuilt from its saved bytes, a compiled train step, the flat weight vector."""
 
-    def __init__(self, saved: bytes, level: int, seed: int):
+    def __init__(self, saved: bytes, level: int, seed: int, backend: str = "numpy"):
         import graphnet as gn
         self.model = gn.load(io.BytesIO(saved))
         self.modules = self.model.modules()
         self.model.get_parameters()                  # parameters become views of one flat vector, then compile
-        self.train_step = gn.compile_train_step(self.model, level=level)
+        self.train_step = gn.compile_train_step(self.model, level=level, backend=backend)
         gn.manual_seed(seed)                           # Dropout masks: reproducible, and different per worker
 
     def pid(self) -> int:
@@ -152,7 +153,8 @@ class DataParallelStep:
     process) stops the workers, and Ray itself when this step started it.
     """
 
-    def __init__(self, model: Module, workers: int, address: str | None, threads: int | None, level: int):
+    def __init__(self, model: Module, workers: int, address: str | None, threads: int | None, level: int,
+                 backend: str = "numpy"):
         if not isinstance(model, Module):
             raise InputError(f"data_parallel takes a graphnet module whose first output is a scalar loss, got "
                              f"{type(model).__name__}")
@@ -160,6 +162,7 @@ class DataParallelStep:
             raise InputError(f"data_parallel: workers must be a positive int, got {workers!r}")
         _refuse_batch_statistics(model)
         self.model, self.workers, self.level = model, int(workers), int(level)
+        self.backend = resolve_backend(backend, "data_parallel")     # checked here: numba must import here too
         local = address is None
         self.threads = int(threads) if threads else max(1, (os.cpu_count() or 1) // self.workers) if local else 1
         buf = io.BytesIO()
@@ -209,7 +212,8 @@ class DataParallelStep:
                              f"or threads=, or start Ray with more CPUs")
         for i in new:
             self._actors[i] = cls.options(num_cpus=self.threads, runtime_env=self._runtime_env,
-                                          max_restarts=0).remote(self._saved, self.level, self._seed + i)
+                                          max_restarts=0).remote(self._saved, self.level, self._seed + i,
+                                                                         self.backend)
             self._has_weights[i] = self._has_modes[i] = False
         for i in new:
             try:
@@ -371,15 +375,16 @@ class DataParallelStep:
 
 
 def data_parallel(model: Module, workers: int = 2, address: str | None = None, *, threads: int | None = None,
-                  level: int = 2) -> DataParallelStep:
+                  level: int = 2, backend: str = "numpy") -> DataParallelStep:
     """``gn.compile_train_step(model)`` on ``workers`` Ray workers: ``step(*arrays)`` splits every input along
     dim 0 (uneven shards allowed), returns the batch-weighted mean loss (and further outputs, concatenated) and
     leaves the batch-weighted mean gradient in the model's ``.grad``.
 
     ``address``: None starts a local Ray unless this process runs one; ``"auto"`` or ``"ray://host:port"``
     joins a cluster (graphnet travels to it with the workers). ``threads``: BLAS threads per worker (default:
-    this machine's cores shared out, locally; 1 on a cluster)."""
-    return DataParallelStep(model, workers, address, threads, level)
+    this machine's cores shared out, locally; 1 on a cluster). ``backend``: the workers' plans, as for
+    ``gn.compile_train_step`` (``"numba"``: each worker compiles the kernels, or finds them in its cache)."""
+    return DataParallelStep(model, workers, address, threads, level, backend)
 
 
 # ----------------------------------------------------------------------------------------------- helpers

@@ -112,7 +112,8 @@ def test_a_changed_dtype_is_refused(mlp_step, rng):
         model.float64()
 
 
-def test_unrolled_rnn_with_carried_states(rng):
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_unrolled_rnn_with_carried_states(rng, backend):
     gn.manual_seed(3)
     cell = gn.rnn.lstm_cell(3, 4)
     T, B = 3, 5
@@ -126,7 +127,7 @@ def test_unrolled_rnn_with_carried_states(rng):
     loss = nn.MulConstant(1.0 / T)(nn.CAddTable()(nll))
     model = gn.gModule(xs + ys + [c0, h0], [loss, c, h]).float64()
     state = [np.zeros((B, 4)), np.zeros((B, 4))]
-    with gn.distributed.data_parallel(model, workers=2) as step:
+    with gn.distributed.data_parallel(model, workers=2, backend=backend) as step:
         for _ in range(2):                                 # the second window starts from the carried states
             arrays = [rng.standard_normal((B, 3)) for _ in range(T)] + [rng.integers(0, 3, B) for _ in range(T)]
             (ref_loss, *ref_state), grads = _reference(model, arrays + state)
@@ -198,6 +199,11 @@ def test_rows_are_shared_out_and_joined_back_in_order():
     np.testing.assert_array_equal(joined[1], table[1][0])
     with pytest.raises(gn.InputError, match="output 1 is a scalar"):
         concat_outputs([[np.float64(1.0)], [np.float64(2.0)]])
+
+
+def test_an_unknown_backend_is_refused_before_any_worker_starts():
+    with pytest.raises(gn.InputError, match="data_parallel: backend must be one of"):
+        gn.distributed.data_parallel(_mlp(), workers=2, backend="cuda")
 
 
 def test_batch_statistics_are_refused():

@@ -139,6 +139,7 @@ class CharRNN:
         self.eye = np.eye(vocab, dtype=self.dtype)
         self.dropout = dropout
         self.workers = 0             # main() sets --workers
+        self.backend = "numpy"       # and --backend
         self._step = None
 
     def parameters(self):
@@ -158,8 +159,8 @@ class CharRNN:
         (the final states only feed the next window: truncated BPTT), and the states come back beside the loss.
         """
         if self._step is None:       # --workers N: the same step on N Ray workers, each on its rows of the batch
-            self._step = gn.distributed.data_parallel(self.model, workers=self.workers) if self.workers else \
-                gn.compile_train_step(self.model)
+            self._step = gn.distributed.data_parallel(self.model, workers=self.workers, backend=self.backend) \
+                if self.workers else gn.compile_train_step(self.model, backend=self.backend)
         loss, *state = self._step(*arrays)
         return loss, state
 
@@ -333,6 +334,8 @@ def parse_args(argv=None):
     p.add_argument("--temperature", type=float, default=0.8)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--backend", choices=["numpy", "numba", "auto"], default="numpy",
+                   help="the train step's code: numpy calls, or numba-compiled kernels (pip install graphnet[fast])")
     p.add_argument("--out", default="out/char_rnn", help="folder for diagrams, the loss plot, the checkpoint")
     p.add_argument("--checkpoint", default=None, help="checkpoint path (default: OUT/char_rnn.gnet; '' skips it)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -368,7 +371,7 @@ def main(argv=None) -> dict:
     params = model.parameters()
     log(f"model: {a.layers}x{a.hidden} {a.cell}, {sum(p.data.size for p in params):,} parameters, "
         f"unrolled {a.seq_len} steps, {a.optim} lr {a.lr:g} ({a.schedule}), clip {a.clip:g}, {a.dtype}")
-    model.workers = a.workers
+    model.workers, model.backend = a.workers, a.backend
     opt = make_optimizer(params, a.optim, a.lr)
     sched = CosineAnnealingLR(opt, T_max=a.iters, eta_min=a.lr / 10) if a.schedule == "cosine" else None
 

@@ -392,3 +392,17 @@ def test_a_loss_summed_over_a_thousand_steps_compiles():
     got = gn.compile_train_step(m)(xa, ta)
     want = sum(np.mean(((1.0 + k / 1200) * xa) ** 2) for k in range(1200))
     assert got == pytest.approx(want, rel=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_plan_s_full_mean_is_np_mean_bit_for_bit(rng, dtype):
+    # the plan's mean over everything skips np.mean's Python wrapper, not its arithmetic (a pairwise sum, then
+    # one division)
+    x, t = gn.Input(), gn.Input()
+    g = gn.gModule([x, t], [nn.ClassNLLCriterion()(x, t)])       # the mean over the batch
+    g.float32() if dtype == np.float32 else g.float64()
+    xa, ta = rng.standard_normal((1000, 3)).astype(dtype) * 1e3, rng.integers(0, 3, 1000)
+    plan = gn.compile(g)
+    got = plan.forward(xa, ta)
+    assert "np.add.reduce(" in plan.code
+    assert np.asarray(got).dtype == dtype and np.asarray(got) == -np.mean(xa[np.arange(1000), ta])

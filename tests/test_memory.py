@@ -2,6 +2,7 @@
 import re
 
 import numpy as np
+import pytest
 
 import graphnet as gn
 from graphnet import nn
@@ -111,3 +112,15 @@ def test_contiguous_of_a_contiguous_input_is_a_new_array():
         assert not np.shares_memory(same, a) and not np.shares_memory(tanh, a)
         np.testing.assert_array_equal(same, a)
         np.testing.assert_allclose(tanh, np.tanh(a))
+
+
+@pytest.mark.parametrize("shape", [(1030, 300), (700, 513), (5, 40000)])
+def test_a_large_strided_copy_goes_over_in_tiles_exactly(rng, shape):
+    # a weight's transpose (the shared_transposes copy) and a column block, edges of tiles included
+    from graphnet.ops.shape import TILED_FROM, copy_in_tiles
+    w = rng.standard_normal(shape)
+    assert w.size >= TILED_FROM
+    for x in (w.T, w[:, 1:-1], w.T.astype(np.float32)):
+        out = np.empty(x.shape, x.dtype)
+        copy_in_tiles(out, x)
+        assert np.array_equal(out, x) and out.flags.c_contiguous

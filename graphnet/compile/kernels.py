@@ -40,16 +40,19 @@ class Kernel:
         self.template = body
         self.body = body.replace("KERNEL", self.name)
         self.module_source = head + "\n\n" + self.body
+        self._over = {}                          # k -> written_over(k), made once
 
     def written_over(self, k: int) -> "Kernel":
         """This kernel for calls whose ``out`` is its input ``a{k}``'s array (written in place): the rows of
         ``a{k}`` are read through ``out``'s. Given two arrays, LLVM checks at run time whether they overlap,
         finds that they do, and runs the scalar loop; reading and writing through one array at one index, it
         sees that column j is read before it is written and vectorizes the loop."""
-        body, n = re.subn(rf"^(\s*)r{k} = a{k}\b.*$", rf"\1r{k} = o", self.template, flags=re.M)
-        if n != 1:
-            raise AssertionError(f"kernel {self.name} reads a{k} {n} times by row")
-        return Kernel(body, self.dtype)
+        if k not in self._over:
+            body, n = re.subn(rf"^(\s*)r{k} = a{k}\b.*$", rf"\1r{k} = o", self.template, flags=re.M)
+            if n != 1:
+                raise AssertionError(f"kernel {self.name} reads a{k} {n} times by row")
+            self._over[k] = Kernel(body, self.dtype)
+        return self._over[k]
 
     # one kernel per source: the same source at another batch size is the same kernel (plans generic in B)
     def __eq__(self, other):

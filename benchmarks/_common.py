@@ -45,7 +45,8 @@ def time_alternating(contenders: dict[str, Callable[[], object]], *, max_reps: i
                      min_reps: int = 5, warmup: int = 2) -> dict[str, list[float]]:
     """Seconds per call of each contender, sampled round-robin.
 
-    After ``warmup`` untimed calls each (fewer when one call already takes a quarter of the budget), the number
+    After ``warmup`` untimed calls each (fewer when one call already takes a quarter of the budget; the first,
+    which may compile, is never the estimate), the number
     of rounds is chosen so that the slowest contender spends about ``budget_s`` seconds (at least ``min_reps``,
     at most ``max_reps`` rounds). The garbage collector is paused while timing, as timeit does.
     """
@@ -53,8 +54,9 @@ def time_alternating(contenders: dict[str, Callable[[], object]], *, max_reps: i
     est = {}
     for name in names:
         fn = contenders[name]
+        fn()                    # the first call compiles (JAX's jit, numba's kernels): never an estimate
         ts = []
-        while len(ts) < max(warmup, 1) and sum(ts) < budget_s / 4:
+        while len(ts) < max(warmup - 1, 1) and sum(ts) < budget_s / 4:
             t0 = time.perf_counter()
             fn()
             ts.append(time.perf_counter() - t0)

@@ -10,6 +10,11 @@ loop over a row becomes SIMD code:
 - ``_tanh(x)``: float32 a rational function accurate to a few ulps (clamped where tanh rounds to +-1); float64
   Cephes' rational form for |x| < 0.625, else 1 - 2 / (exp(2|x|) + 1).
 
+- ``_key(x)`` / ``_unkey(k)``: x's bits as a signed integer that orders as the floats do (negative floats
+  have their magnitude bits flipped), and back. A row's max taken over keys is an integer max, which LLVM
+  vectorizes; over floats it is a compare-and-select it must keep scalar (it may not assume no NaN). A NaN with
+  its sign bit clear keys above +inf and is the max, as np.max's; with it set, below -inf.
+
 NaN propagates; exp overflows to inf and underflows to 0 where numpy's does (within an ulp of the bound). One
 module per dtype, compiled once and cached on disk; each kernel inlines the functions it calls.
 """
@@ -27,6 +32,25 @@ def _from_bits(typingctx, bits):
     def codegen(context, builder, sig, args):
         return builder.bitcast(args[0], {ir_type})
     return {float_type}({int_type}), codegen
+
+
+@intrinsic
+def _to_bits(typingctx, x):
+    # the IEEE bits of the float ``x`` as a signed integer (a bitcast)
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], ir.IntType({bits}))
+    return {int_type}({float_type}), codegen
+
+
+@njit(error_model="numpy", nogil=True, cache=True, inline="always")
+def _key(x):
+    i = _to_bits(x)
+    return i ^ ((i >> _I({bits_1})) & _I({mask}))
+
+
+@njit(error_model="numpy", nogil=True, cache=True, inline="always")
+def _unkey(k):
+    return _from_bits(k ^ ((k >> _I({bits_1})) & _I({mask})))
 '''
 _HEAD = '''import math
 import numpy as np
@@ -39,7 +63,8 @@ _I = np.{int_type}
 '''
 
 FLOAT32 = _HEAD.format(float_type="float32", int_type="int32") + _BITS.format(
-    ir_type="ir.FloatType()", float_type="types.float32", int_type="types.int32") + '''
+    ir_type="ir.FloatType()", float_type="types.float32", int_type="types.int32", bits=32, bits_1=31,
+    mask="0x7fffffff") + '''
 
 
 @njit(error_model="numpy", nogil=True, cache=True, inline="always")
@@ -77,7 +102,8 @@ def _tanh(x):
 '''
 
 FLOAT64 = _HEAD.format(float_type="float64", int_type="int64") + _BITS.format(
-    ir_type="ir.DoubleType()", float_type="types.float64", int_type="types.int64") + '''
+    ir_type="ir.DoubleType()", float_type="types.float64", int_type="types.int64", bits=64, bits_1=63,
+    mask="0x7fffffffffffffff") + '''
 
 @njit(error_model="numpy", nogil=True, cache=True, inline="always")
 def _exp(x):
@@ -107,7 +133,7 @@ def _tanh(x):
     return small if a < 0.625 else (big if a == a else x)
 '''
 
-NAMES = ("_exp", "_tanh")           # what a kernel may call
+NAMES = ("_exp", "_tanh", "_key", "_unkey")     # what a kernel may call
 SOURCES = {np.dtype(np.float32): FLOAT32, np.dtype(np.float64): FLOAT64}
 
 

@@ -78,20 +78,20 @@ def literal(dtype):
 
 
 
-def _row_max(x, p, f):
-    # in the kernel's dtype (exact in any), so that x - max and its exp are too: a float64 max would make the
-    # exp's loop float64, half as many lanes. A NaN is skipped here (a test for it keeps the loop scalar) and
-    # reaches every result of its row through the sum of exps, as through np.max
-    return (f"{p}m = {f('-math.inf')}", f"{p}m = {x} if {x} > {p}m else {p}m")
+def _max_and_exp_sum(x, p, f):
+    """A row's max, then the sum of exp(x - max): softmax's reductions. The max is taken over the values'
+    ordered integer keys (kernel_math's ``_key``): an integer max loop is SIMD code, a float compare-and-select
+    is not. It is exact and in the kernel's dtype, so x - max and its exp are too. A NaN whose key is not the
+    max still reaches every result of its row through the sum of exps, as with np.max."""
+    return [(f"{p}k = _key({f('-math.inf')})", f"{p}q = _key({x}); {p}k = {p}q if {p}q > {p}k else {p}k"),
+            (f"{p}m = _unkey({p}k); {p}s = 0.0", f"{p}s += _exp({x} - {p}m)")]
 
 
 # ops along the last dim: (reductions [(init, statement per column)], statements after them, value at column j);
 # sums accumulate in float64 whatever the dtype; f(e) converts e to the kernel's dtype
 _ROW_RULES = {
-    LogSoftmax: lambda op, a, p, f: ([_row_max(a[0], p, f), (f"{p}s = 0.0", f"{p}s += _exp({a[0]} - {p}m)")],
-                                     [f"{p}l = math.log({p}s)"], f"({a[0]} - {p}m) - {f(p + 'l')}"),
-    Softmax: lambda op, a, p, f: ([_row_max(a[0], p, f), (f"{p}s = 0.0", f"{p}s += _exp({a[0]} - {p}m)")],
-                                  [], f"_exp({a[0]} - {p}m) / {f(p + 's')}"),
+    LogSoftmax: lambda op, a, p, f: (_max_and_exp_sum(a[0], p, f), [f"{p}l = math.log({p}s)"], f"({a[0]} - {p}m) - {f(p + 'l')}"),
+    Softmax: lambda op, a, p, f: (_max_and_exp_sum(a[0], p, f), [], f"_exp({a[0]} - {p}m) / {f(p + 's')}"),
     LogSoftmaxGrad: lambda op, a, p, f: ([(f"{p}s = 0.0", f"{p}s += {a[0]}")], [],
                                          f"{a[0]} - _exp({a[1]}) * {f(p + 's')}"),
     SoftmaxGrad: lambda op, a, p, f: ([(f"{p}s = 0.0", f"{p}s += {a[0]} * {a[1]}")], [],

@@ -65,20 +65,8 @@ def test_keys_order_as_the_floats_do_and_give_them_back_bit_for_bit(dtype, itype
     k = _vectorized(dtype, "_key", itype)(nonzero)
     assert np.array_equal(np.sign(np.diff(k)), np.sign(np.diff(nonzero)))   # keys order as the floats do
     assert _vectorized(dtype, "_key", itype)(np.array([-0.0, 0.0], dtype)).tolist() == [-1, 0]
-    back = _vectorized_keys_back(dtype, itype)(keys)
+    back = _vectorized(dtype, "_unkey", dtype)(keys)
     assert np.array_equal(back.view(itype), x.view(itype))        # -0.0 stays -0.0
     nan = np.array([np.nan, np.inf], dtype)
     assert _vectorized(dtype, "_key", itype)(nan)[0] > _vectorized(dtype, "_key", itype)(nan)[1]   # NaN > +inf
 
-
-def _vectorized_keys_back(dtype, itype):
-    from numba import njit
-
-    from graphnet.compile.numba_backend import load
-    fn = load(module_name(dtype), SOURCES[np.dtype(dtype)], attr="_unkey")
-
-    @njit
-    def apply(k, out):
-        for i in range(k.shape[0]):
-            out[i] = fn(k[i])
-    return lambda k: (apply(k, out := np.empty(k.shape, dtype)), out)[1]

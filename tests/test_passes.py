@@ -79,6 +79,29 @@ def test_simplify_turns_gate_gradients_into_one_concat(rng):
     _same(prog, out, [rng.standard_normal((4, 3))])
 
 
+@pytest.mark.parametrize("x_shape,to,dim,folds", [((), (4,), 0, True), ((1, 3), (2, 3), 0, True),
+                                                   ((3,), (2, 3), 0, True), ((2, 1), (2, 3), 1, True),
+                                                   ((2, 3), (2, 3), 0, False), ((2, 3), (2, 3), 1, False)])
+def test_simplify_makes_a_stack_of_one_broadcast_one_broadcast(rng, x_shape, to, dim, folds):
+    from graphnet.compile.ir import Value
+    x = gn.Input()
+    prog = _prog(gn.gModule([x], [nn.Tanh()(x)]), [x_shape])
+    arg = prog.args[0]
+    b = Value(ops.BroadcastTo(to), (arg,), to, F8, None)
+    shape = tuple(n * 3 if d == dim else n for d, n in enumerate(to))
+    c = Value(ops.Concat(dim), (b, b, b), shape, F8, None)
+    y = Value(ops.Tanh(), (c,), shape, F8, None)
+    prog.values += [b, c, y]
+    prog.outputs = [y]
+    out = simplify(prog)
+    assert _count(out, ops.Concat) == (0 if folds else 1) and _count(prog, ops.Concat) == 1
+    if folds:
+        (bt,) = [v for v in out.values if isinstance(v.op, ops.BroadcastTo)]
+        assert bt.shape == shape and bt.args[0] is out.args[0]
+    arrays = [rng.standard_normal(x_shape)]
+    np.testing.assert_array_equal(Interpreter(out).forward(arrays)[0][0], Interpreter(prog).forward(arrays)[0][0])
+
+
 def test_cse_merges_identical_work(rng):
     x = gn.Input()
     y = nn.CMulTable()(nn.Tanh()(x), nn.Tanh()(x))      # two modules, same computation

@@ -56,6 +56,7 @@ PIPELINE = [
     Step(sum_of_gemms, 2, "weight-gradient GEMMs read the stacks batching made: one GEMM per weight"),
     Step(shared_transposes, 2, "after the GEMMs are final, one transposed view per weight is shared (a contiguous "
                                "copy when many products read it)"),
+    Step(simplify, 2, "again: batching stacks copies of one broadcast seed (a loss summed over steps): one view"),
     Step(fold_constants, 2, "again: the rewrites may leave a pure op on constants (a slice of a stacked Const)"),
     Step(cse, 2, "again: the batching passes may make one slice or one stack twice"),
     Step(dce, 1, "last: drop what the rewrites left unused (level 1: what cse merged away)"),

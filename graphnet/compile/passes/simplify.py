@@ -3,8 +3,11 @@
 - A sum of Unslices that tile one dim (the gradient of several Narrows of one value, e.g. gates cut from one
   pre-activation) becomes one Concat: no zero arrays, no additions.
 - Ops that do nothing (Scale(1), a Reshape or Transpose that keeps the layout, a one-argument AddN) vanish.
+- A stack of copies of one broadcast value is that value broadcast to the whole stack (a loss summed over time
+  steps seeds every step's gradient with one broadcast scalar; batching the steps stacks the copies): a view,
+  not a copy per piece.
 """
-from ...ops import AddN, Concat, Reshape, Scale, Transpose, Unslice
+from ...ops import AddN, BroadcastTo, Concat, Reshape, Scale, Transpose, Unslice
 from ..ir import Value, clone, resolve, substitute
 
 
@@ -40,6 +43,23 @@ def _tiling_concat(v):
     return Value(Concat(d), tuple(a.args[0] for a in pieces), v.shape, v.dtype, v.src)
 
 
+def _stacked_broadcast(v):
+    """BroadcastTo(stack shape)(x) if v = Concat(copies of one BroadcastTo(x)) along a dim x broadcasts over."""
+    if not isinstance(v.op, Concat) or len(v.args) < 2 or v.shape is None or None in v.shape:
+        return None
+    b = v.args[0]
+    if not isinstance(b.op, BroadcastTo) or any(a is not b for a in v.args):
+        return None
+    x = b.args[0]
+    if x.shape is None or len(x.shape) > len(v.shape):
+        return None
+    d = v.op.dim % len(v.shape)
+    lead = len(v.shape) - len(x.shape)
+    if d >= lead and x.shape[d - lead] != 1:
+        return None
+    return Value(BroadcastTo(v.shape), (x,), v.shape, v.dtype, v.src)
+
+
 def simplify(prog):
     p = clone(prog)
     sub = {}
@@ -49,7 +69,7 @@ def simplify(prog):
         if same is not None:
             sub[v.id] = same
             continue
-        cat = _tiling_concat(v)
+        cat = _tiling_concat(v) or _stacked_broadcast(v)
         if cat is not None:
             p.values[i] = cat
             sub[v.id] = cat

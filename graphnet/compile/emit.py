@@ -316,7 +316,7 @@ def _lines(lay, exprs, outs):
             out.append((f"del {', '.join(v)}", None))
             continue
         kind, name = lay.place[v.id], lay.names[v.id]
-        args = [lay.names[a.id] for a in v.args]
+        args = [lay.names[a.id] for a in v.args] + lay.written_with.get(v.id, [])
         if kind in WRITTEN:
             out.append((outs[v.id](name, args, name in lay.contiguous), v))
         elif kind == FRESH:

@@ -116,8 +116,14 @@ class Program:
     meta: dict = field(default_factory=dict)
 
     def forward_values(self):
-        """The values the outputs need, in order."""
-        return ancestors(self.values, self.outputs)
+        """The values the outputs need, in order, and those their ops write besides (a kernel's results kept in
+        arrays of their own are written by its call, wherever they are read)."""
+        fwd = ancestors(self.values, self.outputs)
+        ids = {v.id for v in fwd}
+        if not any(v.op.written_by_arg and v.id not in ids and v.args[0].id in ids for v in self.values):
+            return fwd
+        ids |= {v.id for v in self.values if v.op.written_by_arg and v.args[0].id in ids}
+        return [v for v in self.values if v.id in ids]
 
     def backward_values(self):
         """The values the gradients need that forward did not compute, in order."""

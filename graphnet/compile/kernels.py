@@ -1,7 +1,10 @@
 """Fused kernels: a group of elementwise ops becomes one loop nest over rows, compiled by numba.
 
 A kernel writes its group's results into one array ``out`` of shape (*rows, W): each result the fusion pass
-keeps (read after the kernel, or read by the group at other columns) owns a block of W's columns. Every array and
+keeps (read after the kernel, or read by the group at other columns) owns a block of W's columns. A result
+that a row stack holds (a value of every time step) gets an output array of its own instead (``KernelResult``):
+the memory plan puts that array in the stack's rows, so the stack is never copied and stays contiguous for the
+GEMMs that read it. Every array and
 every size but the column widths is an argument, read at run time: the same kernel serves every batch size and
 any thread. Per row, the group's ops run in loops over 1-D row slices (numba vectorizes those; 3-D indexing it
 does not); ops of one width that read only each other's column j share one loop and pass scalars.
@@ -67,15 +70,17 @@ class Kernel:
         return load(self.name, self.module_source, helpers)
 
 
-def plan_kernel(members, slices, ext, outside, where=None, first=()):
+def plan_kernel(members, slices, ext, outside, where=None, first=(), parts=()):
     """The kernel computing ``members`` (values of one rank, leading shape and dtype, in schedule order).
 
     ``slices``: id(slice value) -> (member it slices, start column); ``ext``: the arrays it reads, in order;
     ``outside``: ids of members (or slices) read after the kernel; ``where``: id(input) -> (array of ``ext``,
     column offset) for inputs that are column slices of an array, read in place (a row of a column slice is
     not known to be contiguous: numba would not vectorize it); ``first``: members to lay out first, side by side
-    in this order (the pieces of a column stack, which then is a block of out). Returns (Kernel, {id(member): column offset in
-    out} for the members kept in out, the width of out, whether out may be one of its inputs' arrays)."""
+    in this order (the pieces of a column stack, which then is a block of out); ``parts``: members written into
+    arrays of their own, the kernel's arguments after ``ext`` (``KernelResult``). Returns (Kernel, {id(member):
+    column offset in out} for the members kept in out, the width of out, whether out may be one of its inputs'
+    arrays). Each part is a list of members laid side by side in one array (a column stack's pieces)."""
     mem = {id(v) for v in members}
     where = where or {}
     level, cross = {}, set()
@@ -97,9 +102,15 @@ def plan_kernel(members, slices, ext, outside, where=None, first=()):
                 cross.add(id(a))
     for s in outside:
         cross.add(id(slices[s][0]) if s in slices else s)
+    part = {}                                   # id(member) -> (its array's number, its column offset there)
+    for q, vs in enumerate(parts):
+        at = 0
+        for v in vs:
+            part[id(v)] = (q, at)
+            at += v.shape[-1]
     offsets, width = {}, 0
     for v in list(first) + [m for m in members if all(m is not f for f in first)]:
-        if id(v) in cross:
+        if id(v) in cross and id(v) not in part:
             offsets[id(v)] = width
             width += v.shape[-1]
     n = len(members[0].shape)
@@ -110,14 +121,17 @@ def plan_kernel(members, slices, ext, outside, where=None, first=()):
 
     def read(a, w):
         """The expression reading value ``a`` at column j of a loop of width w."""
-        if id(a) in mem and id(a) not in offsets:
+        if id(a) in mem and id(a) not in offsets and id(a) not in part:
             return f"v{members.index(a)}"
         if id(a) in mem and level_of_reader[0] == level[id(a)] and a.shape[-1] == w:
             return f"v{members.index(a)}"
         if id(a) in mem or id(a) in slices:
             src, start = (a, 0) if id(a) in mem else slices[id(a)]
-            off = offsets[id(src)] + start
-            return f"o[{off}]" if a.shape[-1] == 1 and w > 1 else f"o[{_plus(off)}j]"
+            if id(src) in part:
+                row, off = f"p{part[id(src)][0]}", part[id(src)][1] + start
+            else:
+                row, off = "o", offsets[id(src)] + start
+            return f"{row}[{off}]" if a.shape[-1] == 1 and w > 1 else f"{row}[{_plus(off)}j]"
         if is_literal(a):
             return c(a.op.value)
         base, off = where.get(id(a), (a, 0))
@@ -145,19 +159,25 @@ def plan_kernel(members, slices, ext, outside, where=None, first=()):
                 body += [init, f"for j in range({w}):", f"    {step}"]
             body += after
         body.append(f"for j in range({w}):")
+        stores = []                 # after every read of the loop: out may be an input's array (in place)
         for v in vs:
             i = members.index(v)
             body.append(f"    v{i} = {formulas[i]}")
             if id(v) in offsets:
-                body.append(f"    o[{_plus(offsets[id(v)])}j] = v{i}")
-    args = "".join(f", a{k}" for k in range(len(ext)))
+                stores.append(f"    o[{_plus(offsets[id(v)])}j] = v{i}")
+            elif id(v) in part:
+                stores.append(f"    p{part[id(v)][0]}[{_plus(part[id(v)][1])}j] = v{i}")
+        body += stores
+    args = "".join(f", a{k}" for k in range(len(ext))) + "".join(f", q{q}" for q in range(len(parts)))
     lines = ['@njit(error_model="numpy", fastmath={"reassoc"}, nogil=True, cache=True)', f"def KERNEL(out{args}):"]
     ind = "    "
     lines += [f"{ind}s{k} = a{k}[()]" for k, (rank, _) in enumerate(ext_info) if rank == 0]
     for d in range(n - 1):
         lines.append(f"{ind}for i{d} in range(out.shape[{d}]):")
         ind += "    "
-    lines.append(f"{ind}o = out[{', '.join(f'i{d}' for d in range(n - 1))}]" if n > 1 else f"{ind}o = out")
+    rows = ', '.join(f'i{d}' for d in range(n - 1))
+    lines.append(f"{ind}o = out[{rows}]" if n > 1 else f"{ind}o = out")
+    lines += [f"{ind}p{q} = q{q}[{rows}]" if n > 1 else f"{ind}p{q} = q{q}" for q in range(len(parts))]
     for k, (rank, ones) in enumerate(ext_info):
         if rank == 0:
             continue
@@ -178,8 +198,9 @@ class FusedKernel(Op):
     arity = None
     family = "fused"
 
-    def __init__(self, kernel: Kernel, width: int, ops: int, over=(), scalars=()):
+    def __init__(self, kernel: Kernel, width: int, ops: int, over=(), scalars=(), parts=0):
         self.kernel, self.width, self.ops = kernel, int(width), int(ops)
+        self.parts = int(parts)              # results in arrays of their own: its last arguments (KernelResult)
         self.scalars = frozenset(scalars)    # positions of 0-d inputs: the plan may hold them as numpy scalars
         # the inputs it may be written over (of its shape and dtype), where that is safe at all; never as an
         # elementwise op into a slice of a stack, whose rows numba could not know to be contiguous
@@ -208,19 +229,53 @@ class FusedKernel(Op):
         return {kernel.name: kernel.function() for kernel in kernels if kernel.name + "(" in line}
 
     def expr_out(self, out, k, *args):
+        """The call writing ``out``; ``args``: its inputs' arrays, then its results' own (``parts``)."""
         name = self.kernel.name
-        if out in args and self.over:                 # the memory plan wrote it over an input
-            name = self.kernel.written_over(args.index(out)).name
+        inputs = args[:len(args) - self.parts]
+        if out in inputs and self.over:               # the memory plan wrote it over an input
+            name = self.kernel.written_over(inputs.index(out)).name
         args = [f"np.asarray({a})" if i in self.scalars else a for i, a in enumerate(args)]
         return f"{name}({out}{''.join(', ' + a for a in args)})"
 
     def forward(self, *xs):
-        out = np.empty(self.shape(*[x.shape for x in xs]), self.kernel.dtype)
+        """``xs``: the inputs, then the arrays of the results kept apart (``parts``), which the call fills."""
+        inputs = xs[:len(xs) - self.parts]
+        out = np.empty(self.shape(*[x.shape for x in inputs]), self.kernel.dtype)
         self.kernel.function()(out, *[np.asarray(x) for x in xs])
         return out
 
     def __repr__(self):
         return f"Fused[{self.ops} ops]"
+
+
+class KernelResult(Op):
+    """A result that a kernel writes into an array of its own (its argument after the inputs), not into a block
+    of its ``out``: one that a row stack holds. The memory plan places the array (in the stack's rows) when the
+    kernel runs and passes it to the kernel's call; this value has no line of its own."""
+    arity = 1
+    family = "fused"
+    written_by_arg = True
+
+    def __init__(self, index: int, width: int):
+        self.index, self.width = int(index), int(width)
+
+    def attrs(self):
+        return (("index", self.index), ("width", self.width))
+
+    def shape(self, k):
+        return tuple(k[:-1]) + (self.width,)
+
+    def dtype(self, d):
+        return d
+
+    def expr_out(self, out, k, x):
+        return ""                                     # the kernel's call wrote it
+
+    def forward(self, x):
+        raise NotImplementedError("a kernel's result kept apart is written by the kernel's call (the memory plan)")
+
+    def __repr__(self):
+        return f"KernelResult[{self.index}]"
 
 
 def describe_kernels(code: str, prog) -> tuple[str, int]:

@@ -7,7 +7,9 @@ included, is dead (best fit among free segments, which merge; else the arena gro
 over an input that dies there (in place). A row or column stack (Concat) whose inputs are all computed here by elementwise ops, or are such
 stacks themselves, is never copied: each input is written straight into its slice of the stack's segment. Values
 handed back to the caller (outputs, returned gradients) and everything they are views of stay fresh arrays,
-which the caller owns. Views of blocks are made once per binding, in the prelude of the generated code.
+which the caller owns. Views of blocks are made once per binding, in the prelude of the generated code. A value
+that its input's op writes (``Op.written_by_arg``: a kernel's result kept in an array of its own) is placed
+when that op runs, before the op's dying inputs are freed, and its array is passed to the op's call.
 
 The result is a layout, not code: for each value, where it lives (``Layout.place``); emission writes the lines.
 """
@@ -46,6 +48,7 @@ class Layout:
         self.stacks_in_place = 0      # stacks whose pieces were written straight into them (no copy)
         self.in_place = 0             # values written over an input that died there
         self.contiguous = set()       # names of arrays C-contiguous at every batch size: segments, their row blocks
+        self.written_with = {}        # value.id -> names of the arrays its op also writes (its KernelResults)
 
     def nbytes(self) -> int:
         return sum(math.prod(s) * np.dtype(d).itemsize for s, d in self.arrays.values())
@@ -172,10 +175,14 @@ def plan_memory(values, preset, keep, fresh, computed, writable, prefix, referen
         n_names[0] += 1
         return f"t{n_names[0]}"
 
-    for i, v in enumerate(values):
+    results_of = {}                             # id -> the values its op writes besides its own (written_by_arg)
+    for v in values:
+        if v.op.written_by_arg:
+            results_of.setdefault(v.args[0].id, []).append(v)
+
+    def place(i, v):
+        """Where v lives (its name and kind), chosen at step i."""
         vid = v.id
-        if vid not in mine:                    # an argument or a seed: named already
-            continue
         if vid in stacks:                      # a stack whose pieces were written into it
             name, kind = home(v), STACK
         elif vid in pieces:
@@ -200,13 +207,26 @@ def plan_memory(values, preset, keep, fresh, computed, writable, prefix, referen
         lay.names[vid], lay.place[vid] = name, kind
         held = owner.get(root.get(vid, vid))
         lay.buffer[vid] = f"{held[0].name}[{held[1]}:]" if held else name
-        lay.steps.append(v)
+
+    for i, v in enumerate(values):
+        vid = v.id
+        if vid not in mine:                    # an argument or a seed: named already
+            continue
+        if not v.op.written_by_arg:            # (those were placed with the op that writes them)
+            place(i, v)
+            lay.steps.append(v)
+        for r in results_of.get(vid, ()):      # placed before v's dead inputs are freed: v writes them
+            if r.id not in buffered:
+                raise AssertionError(f"{r} is written by its input's op but has no array of the plan's")
+            place(i, r)
+        if vid in results_of:
+            lay.written_with[vid] = [lay.names[r.id] for r in results_of[vid]]
         # arrays of the function's own variables that nothing reads any more: freed now (views keep their base;
         # a parameter's data is the parameter's)
         dead = [lay.names[a.id] for a in {a.id: a for a in v.args}.values() if value_last.get(a.id) == i
                 and a.id not in preset and lay.names.get(a.id, "").startswith("t") and not isinstance(a.op, Param)]
-        if vid not in value_last and name.startswith("t"):    # unused (computed for its effect)
-            dead.append(name)
+        if vid not in value_last and lay.names[vid].startswith("t"):    # unused (computed for its effect)
+            dead.append(lay.names[vid])
         if dead:
             lay.steps.append(dead)
         for r in {root.get(a.id, a.id) for a in v.args} | {root[vid]}:

@@ -46,6 +46,7 @@ class Op:
     # --- code generation -----------------------------------------------------------------------------------
     elementwise = False            # True: out[i] depends on the inputs at i only (may write into a strided view)
     inplace = False                # True: ``expr_out`` may write over an input of the output's shape
+    written_by_arg = False         # True: its input's op writes it, given its array (a kernel's second output)
 
     def expr(self, *args: str) -> str | None:
         """A numpy expression computing the output from argument expressions, or None to call ``forward``."""

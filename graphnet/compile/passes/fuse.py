@@ -9,7 +9,10 @@ stays convex: a value does not join (or merge) groups that it also reaches throu
 kernel can run where its last member ran. Groups of one single-call op are left to numpy.
 
 The group becomes one ``FusedKernel`` value; each of its results read afterwards is a column slice of the
-kernel's output (the group's result itself when it has only one). Nothing here knows what network it is fusing.
+kernel's output (the group's result itself when it has only one), except those a row stack holds (a value of
+every time step, stacked for a GEMM over all steps): the kernel writes each into an array of its own, a
+``KernelResult`` value, which the memory plan puts in the stack's rows. The stack is then neither copied nor
+strided: its rows are the steps' results, contiguous. Nothing here knows what network it is fusing.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ import heapq
 from ...ops import Concat, Const, Slice
 from ..ir import Value
 from ..kernel_rules import is_literal, row_rule, scalar_rule
-from ..kernels import FusedKernel, plan_kernel
+from ..kernels import FusedKernel, KernelResult, plan_kernel
 
 
 def fuse(prog):
@@ -187,6 +190,8 @@ def _rewrite(prog, groups, slices):
     made = []                                    # (kernel value, the values it reads: old ones, or kernels)
     placed = {}                                  # id(old value read after its kernel) -> (kernel, column offset)
     fused_ops = 0
+    handed_back = _handed_back(prog)
+    part_values = []                             # KernelResult values: results kept in arrays of their own
     for members in _dependencies_first(groups, slices):
         mem = {id(m) for m in members}
         ops = [m for m in members if id(m) not in slices]
@@ -197,23 +202,51 @@ def _rewrite(prog, groups, slices):
                    if id(m) in roots or any(id(u) not in mem for u in users.get(id(m), ()))]
         mine = {id(m): slices[id(m)] for m in members if id(m) in slices}
         stack = _column_stack(ops, users)
-        kernel, offsets, width, single_loop = plan_kernel(ops, mine, ext, outside, where,
-                                                          stack.args if stack is not None else _row_stacked(ops, users))
+        first = stack.args if stack is not None else _row_stacked(ops, users)
+        parts = _kept_apart(stack, first, users, handed_back)
+        kernel, offsets, width, single_loop = plan_kernel(ops, mine, ext, outside, where, first, parts)
+        if parts and not offsets:                # every result is stacked: the first stays in out
+            parts = parts[1:]
+            kernel, offsets, width, single_loop = plan_kernel(ops, mine, ext, outside, where, first, parts)
         single = len(offsets) == 1
         inplace = single and single_loop and not any(a.op.view or isinstance(a.op, Const) for a in ext) \
             and all(off == 0 for _, off in where.values())
         last = max(members, key=lambda m: pos[id(m)])
         shape = tuple(ops[0].shape[:-1]) + (width,)
         over = [i for i, a in enumerate(ext) if inplace and tuple(a.shape) == shape and a.dtype == ops[0].dtype]
-        k = Value(FusedKernel(kernel, width, len(ops), over, [i for i, a in enumerate(ext) if a.ndim == 0]), (),
-                  shape, ops[0].dtype, last.src)
+        k = Value(FusedKernel(kernel, width, len(ops), over, [i for i, a in enumerate(ext) if a.ndim == 0],
+                              len(parts)), (), shape, ops[0].dtype, last.src)
         made.append((k, ext))
         order[id(k)] = (pos[id(last)], 0)
+        apart = {}                               # id(member kept apart) -> (its KernelResult, column offset)
+        for q, vs in enumerate(parts):
+            whole = stack if stack is not None else vs[0]     # (with a column stack, the only part is it)
+            pv = _value(KernelResult(q, whole.shape[-1]), whole.shape, whole.dtype, whole.src, whole.id)
+            pv.args = (k,)
+            order[id(pv)] = (pos[id(last)], 1)
+            part_values.append(pv)
+            replaced[id(whole)] = pv
+            at = 0
+            for m in vs:
+                apart[id(m)] = (pv, at)
+                at += m.shape[-1]
         for m in members:
-            replaced[id(m)] = None
             if id(m) not in outside:
+                replaced[id(m)] = None
                 continue
             src, start = (m, 0) if id(m) not in mine else mine[id(m)]
+            if id(src) in apart:                 # read from its own array (a slice of it, for a slice member)
+                pv, at = apart[id(src)]
+                if pv.shape == m.shape:
+                    replaced[id(m)] = pv
+                    continue
+                s = _value(Slice(len(m.shape) - 1, at + start, m.shape[-1]), m.shape, m.dtype, m.src, m.id)
+                s.args = (pv,)
+                order[id(s)] = (pos[id(last)], 2)
+                replaced[id(m)] = s
+                placed[id(m)] = (pv, at + start)
+                continue
+            replaced[id(m)] = None
             off = offsets[id(src)] + start
             placed[id(m)] = (k, off)
             if single and off == 0 and m.shape[-1] == width:
@@ -223,7 +256,7 @@ def _rewrite(prog, groups, slices):
             s.args = (k,)
             order[id(s)] = (pos[id(last)], 1)
             replaced[id(m)] = s
-        if stack is not None:                    # the stack is a block of the kernel's output: no copy
+        if stack is not None and not parts:     # the stack is a block of the kernel's output: no copy
             s = _value(Slice(len(stack.shape) - 1, offsets[id(stack.args[0])], stack.shape[-1]), stack.shape,
                        stack.dtype, stack.src, stack.id)
             s.args = (k,)
@@ -234,7 +267,7 @@ def _rewrite(prog, groups, slices):
     new = {}
 
     stacks = _row_stacks(prog.values, replaced, order, pos)
-    kernels = {id(k) for k, _ in made}
+    kernels = {id(k) for k, _ in made} | {id(pv) for pv in part_values}
 
     def get(v):
         if v is None or id(v) in kernels:
@@ -251,7 +284,8 @@ def _rewrite(prog, groups, slices):
     for k, ext in made:
         k.args = tuple(get(a) for a in ext)
     res = copy.copy(prog)
-    res.values = _topological([new[id(v)] for v in kept] + [k for k, _ in made] + slice_values + stacks, order)
+    res.values = _topological([new[id(v)] for v in kept] + [k for k, _ in made] + part_values + slice_values
+                              + stacks, order)
     res.args = [get(a) for a in prog.args]
     res.outputs = [get(o) for o in prog.outputs]
     res.seeds = [get(s) for s in prog.seeds]
@@ -260,6 +294,17 @@ def _rewrite(prog, groups, slices):
     res.param_grads = [get(g) for g in prog.param_grads]
     res.meta = dict(prog.meta, fused_groups=len(groups), fused_ops=fused_ops)
     return res
+
+
+def _handed_back(prog):
+    """ids of the values the plan hands back (outputs, gradients) and of those they are views of: never a
+    kernel's result kept apart, whose array the memory plan must place (a handed-back array is the caller's)."""
+    out = set()
+    for r in prog.outputs + prog.input_grads + prog.param_grads:
+        while r is not None and id(r) not in out:
+            out.add(id(r))
+            r = r.args[0] if r.op.view and r.args else None
+    return out
 
 
 def _row_stacks(values, replaced, order, pos):
@@ -303,6 +348,20 @@ def _column_stack(ops, users):
     return None
 
 
+def _is_row_stack(c) -> bool:
+    return isinstance(c.op, Concat) and c.shape is not None and c.ndim >= 2 and c.op.dim % c.ndim == 0
+
+
+def _kept_apart(stack, first, users, handed_back):
+    """The results a kernel writes into arrays of their own (``KernelResult``), each a list of members side by
+    side: those a row stack holds, or the column stack of results when a row stack holds it; never one handed
+    back to the caller (the memory plan places these arrays, in the row stack's rows)."""
+    if stack is not None:
+        held = any(_is_row_stack(c) for c in users.get(id(stack), ())) and id(stack) not in handed_back
+        return [list(stack.args)] if held else []
+    return [[m] for m in first if id(m) not in handed_back]
+
+
 def _row_stacked(ops, users):
     """Results of this group that a Concat stacks by rows (a value of every time step, say), in the order of
     those stacks: laid out first, so that each step's kernel keeps them at the same columns (one kernel for
@@ -311,7 +370,7 @@ def _row_stacked(ops, users):
     stacks = {}
     for m in ops:
         for c in users.get(id(m), ()):
-            if isinstance(c.op, Concat) and c.shape is not None and c.ndim >= 2 and c.op.dim % c.ndim == 0:
+            if _is_row_stack(c):
                 stacks[id(m)] = min(stacks.get(id(m), c.id), c.id)
     # the same order at every step: by stack, then by the graph node that made it (a stack may hold several)
     return tuple(sorted((m for m in ops if id(m) in stacks),

@@ -18,7 +18,7 @@ from collections import defaultdict
 
 from ...ops import Slice
 from ..ir import Value, clone, finish, gradient_ids, resolve
-from .fuse import fusable
+from .fusion_groups import fusable
 from .stacking import Stacks, best_order, new_values
 
 MAX_ROUNDS = 16

@@ -1,0 +1,104 @@
+"""The groups the fusion pass forms: which values may run as one kernel (``fusable``), and groups kept convex
+as they grow (``FusionGroups``: a group that a path leaves and re-enters could not run as one call)."""
+from __future__ import annotations
+
+from ..kernel_rules import is_literal, row_rule, scalar_rule
+
+
+class FusionGroups:
+    """Groups being formed (union-find over group ids) and what depends on what: per value outside the groups,
+    the groups it reads (directly or through other outside values); per group, the same for its inputs. A group
+    runs as one call, so a path through it counts from any of its inputs to any of its results."""
+
+    def __init__(self):
+        self.parent, self.members, self.key, self.reads = {}, {}, {}, {}
+        self.span = {}                           # group id -> (schedule position of its first, last member)
+        self.seen = 0                            # values seen so far (positions)
+        self.group, self.deps = {}, {}           # id(value) -> its group id; -> group ids it reads
+
+    def find(self, g):
+        while self.parent[g] != g:
+            self.parent[g] = self.parent[self.parent[g]]
+            g = self.parent[g]
+        return g
+
+    def of(self, v):
+        g = self.group.get(id(v))
+        return None if g is None else self.find(g)
+
+    def _entry(self, a):
+        return {self.group[id(a)]} if id(a) in self.group else self.deps.get(id(a), set())
+
+    def see(self, v):
+        self.seen += 1
+        self.deps[id(v)] = set().union(*[self._entry(a) for a in v.args]) if v.args else set()
+
+    def new(self, key):
+        g = len(self.parent)
+        self.parent[g], self.members[g], self.key[g], self.reads[g] = g, [], key, set()
+        self.span[g] = (self.seen, self.seen)
+        return g
+
+    def add(self, v, g):
+        for a in v.args:
+            if self.of(a) != g:
+                self.reads[g] |= self._entry(a)
+        self.group[id(v)] = g
+        self.members[g].append(v)
+        self.span[g] = (self.span[g][0], self.seen)
+
+    def merge(self, gs):
+        g, *rest = gs
+        for h in rest:
+            self.parent[h] = g
+            self.members[g].extend(self.members.pop(h))
+            self.reads[g] |= self.reads.pop(h)
+            self.span[g] = (min(self.span[g][0], self.span[h][0]), max(self.span[g][1], self.span[h][1]))
+        return g
+
+    def _reaches(self, readers, inside, targets):
+        """Whether an input of ``readers`` from outside the groups ``inside`` depends on one of ``targets``."""
+        if not targets:
+            return False
+        stack, seen = [], set()
+        for m in readers:
+            stack.extend(x for a in m.args if self.of(a) not in inside for x in self._entry(a))
+        # a group on a path from a target has a member after the target's first: the rest need no look
+        earliest = min(self.span[t][0] for t in targets)
+        while stack:
+            x = self.find(stack.pop())
+            if x in targets:
+                return True
+            if x not in seen and self.span[x][1] >= earliest:
+                seen.add(x)
+                stack.extend(self.reads[x])
+        return False
+
+    def can_join(self, v, chosen, g) -> bool:
+        """v may join the groups ``chosen`` + g as one group: no path leaves it and comes back."""
+        s = set(chosen) | {g}
+        if self._reaches([v], s, s):
+            return False
+        old = [m for h in chosen for m in self.members[h]]
+        return not (self._reaches(self.members[g], s, set(chosen)) or self._reaches(old, s, {g}))
+
+
+def fusable(v) -> bool:
+    """Whether v may join a kernel: an elementwise (or row-wise) op of rank >= 2 on floats, its inputs broadcasting
+    to it."""
+    if v.shape is None or len(v.shape) < 2 or not v.op.pure or v.dtype.kind != "f":
+        return False
+    if row_rule(v.op, v.ndim) is not None:      # along the row: inputs of its own shape
+        return all(a.shape == v.shape and a.dtype == v.dtype for a in v.args)
+    if scalar_rule(v.op) is None:
+        return False
+    for a in v.args:
+        if is_literal(a):
+            continue
+        if a.shape is None or a.dtype != v.dtype or a.ndim > v.ndim:
+            return False
+        if a.ndim and a.shape[-1] not in (1, v.shape[-1]):
+            return False
+        if any(s not in (1, t) for s, t in zip(a.shape[:-1], v.shape[len(v.shape) - a.ndim:-1])):
+            return False
+    return True

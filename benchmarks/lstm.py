@@ -601,7 +601,8 @@ def main(argv=None) -> int:
     if checks:
         text += f"float64 agreement with the hand-tuned step (max relative error): {'; '.join(checks)}.\n\n"
     _torch()
-    text += (f"Machine: {machine_line()}, BLAS/OpenMP threads {THREADS}. `python benchmarks/lstm.py` "
+    text += (f"Machine: {machine_line()}, BLAS/OpenMP threads {THREADS}, the process pinned to {THREADS} "
+             f"core(s) (XLA sizes its thread pool to the cores it may use). `python benchmarks/lstm.py` "
              f"({time.perf_counter() - t_all:.0f} s).\n")
     print()
     print(text)

@@ -4,10 +4,10 @@ A kernel writes its group's results into one array ``out`` of shape (*rows, W): 
 keeps (read after the kernel, or read by the group at other columns) owns a block of W's columns. A result
 that a row stack holds (a value of every time step) gets an output array of its own instead (``KernelResult``):
 the memory plan puts that array in the stack's rows, so the stack is never copied and stays contiguous for the
-GEMMs that read it. Every array and
-every size but the column widths is an argument, read at run time: the same kernel serves every batch size and
-any thread. Per row, the group's ops run in loops over 1-D row slices (numba vectorizes those; 3-D indexing it
-does not); ops of one width that read only each other's column j share one loop and pass scalars.
+GEMMs that read it. Every array and every size but the column widths is an argument, read at run time: the same
+kernel serves every batch size and any thread. Per row, the group's ops run in loops over 1-D row slices (numba
+vectorizes those; 3-D indexing it does not); ops of one width that read only each other's column j share one
+loop and pass scalars.
 
 The scalar formula of each op lives in ``kernel_rules`` (numba compiles scalar code; the numpy forms in ops/ are
 calls on whole arrays); ``exp`` and ``tanh`` are ``kernel_math``'s vectorizable formulas. Kernels may reassociate

@@ -288,6 +288,38 @@ def test_row_stacks_of_kernel_results_are_written_in_place_by_the_kernels():
     _same_train_step_on_both_backends(model, arrays)
 
 
+def test_class_picking_joins_the_log_softmax_kernels():
+    # ClassNLL's pick reads the log-softmax's row at the target, its gradient puts g at the target: both are
+    # computed in the head's kernels (targets read as a column, once per row), not as numpy ops
+    from graphnet.ops import Pick, PickGrad
+    T, B, V, H = 3, 4, 5, 6
+    model, sig = _lstm_with_head(T, B, V, H)
+    lowered = lower(model, sig, wrt_inputs=[False] * len(sig), seeded=[True])
+    prog, _ = run_passes(lowered, 2, "numba", check=True)
+    assert any(isinstance(v.op, (Pick, PickGrad)) for v in lowered.values)
+    assert not [v for v in prog.values if isinstance(v.op, (Pick, PickGrad))]
+    sources = {v.op.kernel.body for v in prog.values if isinstance(v.op, FusedKernel)}
+    assert any("_exp(" in k and "raise IndexError" in k for k in sources)          # log-softmax + pick
+    assert any("if j == " in k and "_exp(" in k for k in sources)                 # their gradients
+    r = np.random.default_rng(0)
+    arrays = [r.standard_normal((B, V)) for _ in range(T)] + [r.integers(0, V, B) for _ in range(T)]
+    arrays += [r.standard_normal((B, H)) for _ in range(2)]
+    _same_train_step_on_both_backends(model, arrays)
+
+
+@pytest.mark.parametrize("bad", [3, -1])
+def test_a_target_out_of_range_is_refused_inside_a_kernel(bad):
+    x, t = gn.Input(), gn.Input()
+    nll = gn.gModule([x, t], [nn.ClassNLLCriterion()(nn.LogSoftMax()(nn.Tanh()(x)), t)]).float64()
+    plan = gn.compile(nll, backend="numba")
+    np.testing.assert_allclose(plan.forward(np.ones((2, 3)), np.array([0, 2])),
+                               gn.compile(nll, level=0).forward(np.ones((2, 3)), np.array([0, 2])), rtol=1e-12)
+    assert "raise IndexError" in plan.code
+    with pytest.raises(gn.InputError, match=f"target class {bad} is out of range for 3 classes") as e:
+        plan.forward(np.ones((2, 3)), np.array([0, bad]))
+    assert "test_fusion.py" in str(e.value)                      # the user's line that made the criterion
+
+
 def test_a_kernel_written_over_its_input_reads_it_through_its_output():
     # out and the input it is written over are one array: read through out, the loop vectorizes (two arrays
     # that overlap send LLVM to its scalar loop) and the results are the same

@@ -12,6 +12,7 @@ import numpy as np
 from ..ops import (Abs, Add, AddN, AddScalar, Compare, Const, Deriv, Div, Exp, HardTanh, LeakyReLU, Log,
                    LogSoftmax, LogSoftmaxGrad, Maximum, Minimum, Mul, ReLU, Scale, Sigmoid, Softmax, SoftmaxGrad, Sqrt,
                    Square, Sub, Tanh, Threshold)
+from .picks import PickColumn, PickGradColumn
 
 _CMP = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
 
@@ -39,6 +40,7 @@ _RULES = {
     Sqrt: lambda op, a, c: f"math.sqrt({a[0]})",
     Abs: lambda op, a, c: f"abs({a[0]})",
     Square: lambda op, a, c: f"{a[0]} * {a[0]}",
+    PickGradColumn: lambda op, a, c: f"{a[0]} if j == {a[1]} else {c(0)}",     # a row's g at its target column
 }
 
 # the derivative of a unary op (``Deriv(op)``), over x, y or both as the op's ``uses`` says
@@ -97,6 +99,17 @@ _ROW_RULES = {
     SoftmaxGrad: lambda op, a, p, f: ([(f"{p}s = 0.0", f"{p}s += {a[0]} * {a[1]}")], [],
                                       f"{a[0]} * {a[1]} - {a[1]} * {f(p + 's')}"),
 }
+
+
+def _pick(op, a, p, f):
+    # x's row read at the row's target t (a column: read at its column 0), checked first as Pick.forward checks it
+    t = a[1].replace("j]", "0]")
+    check = (f"if {t} < 0 or {t} >= {op.classes}: raise IndexError('target class ' + str({t}) + ' is out of "
+             f"range for {op.classes} classes (targets are 0-based)')")
+    return [], [check], a[0].replace("j]", f"{t}]")
+
+
+_ROW_RULES[PickColumn] = _pick
 
 
 def row_rule(op, ndim):

@@ -6,7 +6,8 @@ shape broadcasts to it (a row vector such as a bias, a column, a scalar); column
 gates of a stacked pre-activation, say) join their source's group. All values of a group share the leading
 shape (the rows) and the phase (forward or backward: inference never computes backward's derivatives). A group
 stays convex: a value does not join (or merge) groups that it also reaches through an outside value, so the
-kernel can run where its last member ran. Groups of one single-call op are left to numpy.
+kernel can run where its last member ran. Groups of one single-call op are left to numpy. Class picks (Pick, its
+gradient) join in the column forms of ``compile.picks``, their targets read once per row.
 
 The group becomes one ``FusedKernel`` value; each of its results read afterwards is a column slice of the
 kernel's output (the group's result itself when it has only one), except those a row stack holds (a value of
@@ -23,10 +24,12 @@ from ...ops import Concat, Const, Slice
 from ..ir import Value
 from ..kernel_rules import is_literal
 from ..kernels import FusedKernel, KernelResult, plan_kernel
+from ..picks import as_columns
 from .fusion_groups import FusionGroups, fusable
 
 
 def fuse(prog):
+    prog = as_columns(prog)                      # class picks in the forms kernels compute
     values = prog.values
     fwd = {id(v) for v in prog.forward_values()}
     groups = FusionGroups()

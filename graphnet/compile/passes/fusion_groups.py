@@ -88,11 +88,18 @@ def fusable(v) -> bool:
     to it."""
     if v.shape is None or len(v.shape) < 2 or not v.op.pure or v.dtype.kind != "f":
         return False
-    if row_rule(v.op, v.ndim) is not None:      # along the row: inputs of its own shape
-        return all(a.shape == v.shape and a.dtype == v.dtype for a in v.args)
+    index = getattr(v.op, "index_arg", None)    # an integer column (a row's target class), read once per row
+    if index is not None:
+        t = v.args[index]
+        if t.shape != tuple(v.shape[:-1]) + (1,) or t.dtype.kind not in "iu":
+            return False
+    args = [a for i, a in enumerate(v.args) if i != index]
+    if row_rule(v.op, v.ndim) is not None:      # along the row: inputs of its own shape (a pick: its rows)
+        return all(a.dtype == v.dtype and (a.shape == v.shape or index is not None and a.ndim == v.ndim
+                                           and a.shape[:-1] == v.shape[:-1]) for a in args)
     if scalar_rule(v.op) is None:
         return False
-    for a in v.args:
+    for a in args:
         if is_literal(a):
             continue
         if a.shape is None or a.dtype != v.dtype or a.ndim > v.ndim:

@@ -307,6 +307,19 @@ def test_class_picking_joins_the_log_softmax_kernels():
     _same_train_step_on_both_backends(model, arrays)
 
 
+def test_a_cheap_value_of_the_inputs_is_computed_again_not_kept_in_out():
+    # the bias add before a log-softmax is read by its max, sum and final loops: added again in each, it needs no
+    # column block of out (out stays as narrow as the log-softmax, so a GEMM reading it reads contiguous rows)
+    x = gn.Input()
+    g = gn.gModule([x], [nn.LogSoftMax()(nn.Linear(6, 5)(x))]).float64()
+    a = np.random.default_rng(0).standard_normal((4, 6))
+    plan = gn.compile(g, backend="numba")
+    np.testing.assert_allclose(plan.forward(a), gn.compile(g, level=0).forward(a), rtol=1e-12)
+    prog, _ = run_passes(lower(g, [((4, 6), np.dtype("f8"))]), 2, "numba", check=True)
+    (k,) = [v for v in prog.values if isinstance(v.op, FusedKernel) and "_key(" in v.op.kernel.body]   # forward
+    assert k.op.width == 5 and k.op.kernel.body.count("r0[j] + r1[j]") == 3
+
+
 @pytest.mark.parametrize("bad", [3, -1])
 def test_a_target_out_of_range_is_refused_inside_a_kernel(bad):
     x, t = gn.Input(), gn.Input()

@@ -96,18 +96,19 @@ def plan_kernel(members, slices, ext, outside, where=None, first=(), parts=()):
                 cross.add(id(src))
                 lv = max(lv, level[id(src)] + 1)
         level[id(v)] = lv
-    for v in members:                           # read in a later loop: kept in out
-        for a in v.args:
-            if id(a) in mem and level[id(a)] != level[id(v)]:
-                cross.add(id(a))
-    for s in outside:
-        cross.add(id(slices[s][0]) if s in slices else s)
     part = {}                                   # id(member) -> (its array's number, its column offset there)
     for q, vs in enumerate(parts):
         at = 0
         for v in vs:
             part[id(v)] = (q, at)
             at += v.shape[-1]
+    held = {id(slices[s][0]) if s in slices else s for s in outside} | {id(f) for f in first} | set(part)
+    again = _recomputed(members, mem, slices, held)
+    for v in members:                           # read in a later loop: kept in out (or computed again there)
+        for a in v.args:
+            if id(a) in mem and level[id(a)] != level[id(v)] and id(a) not in again:
+                cross.add(id(a))
+    cross |= held - set(part)
     offsets, width = {}, 0
     for v in list(first) + [m for m in members if all(m is not f for f in first)]:
         if id(v) in cross and id(v) not in part:
@@ -121,6 +122,8 @@ def plan_kernel(members, slices, ext, outside, where=None, first=(), parts=()):
 
     def read(a, w):
         """The expression reading value ``a`` at column j of a loop of width w."""
+        if id(a) in again and level_of_reader[0] != level[id(a)]:
+            return f"({scalar_rule(a.op)(a.op, [read(x, w) for x in a.args], c)})"
         if id(a) in mem and id(a) not in offsets and id(a) not in part:
             return f"v{members.index(a)}"
         if id(a) in mem and level_of_reader[0] == level[id(a)] and a.shape[-1] == w:
@@ -158,16 +161,17 @@ def plan_kernel(members, slices, ext, outside, where=None, first=(), parts=()):
             for init, step in reductions:
                 body += [init, f"for j in range({w}):", f"    {step}"]
             body += after
-        body.append(f"for j in range({w}):")
-        stores = []                 # after every read of the loop: out may be an input's array (in place)
+        assigns, stores = [], []    # stores after every read of the loop: out may be an input's array (in place)
         for v in vs:
             i = members.index(v)
-            body.append(f"    v{i} = {formulas[i]}")
+            assigns.append(f"    v{i} = {formulas[i]}")
             if id(v) in offsets:
                 stores.append(f"    o[{_plus(offsets[id(v)])}j] = v{i}")
             elif id(v) in part:
                 stores.append(f"    p{part[id(v)][0]}[{_plus(part[id(v)][1])}j] = v{i}")
-        body += stores
+        if stores or any(re.search(rf"\bv{members.index(v)}\b", line.split(" = ", 1)[1]) for v in vs
+                         for line in assigns):
+            body += [f"for j in range({w}):"] + assigns + stores      # (a loop of values computed again: none)
     args = "".join(f", a{k}" for k in range(len(ext))) + "".join(f", q{q}" for q in range(len(parts)))
     lines = ['@njit(error_model="numpy", fastmath={"reassoc"}, nogil=True, cache=True)', f"def KERNEL(out{args}):"]
     ind = "    "
@@ -187,6 +191,29 @@ def plan_kernel(members, slices, ext, outside, where=None, first=(), parts=()):
     lines += [ind + line for line in body]
     single_loop = len(loops) == 1
     return Kernel("\n".join(lines) + "\n", dtype), offsets, width, single_loop
+
+
+def _recomputed(members, mem, slices, held):
+    """ids of the members that later loops compute again where they read them, rather than read them from out:
+    cheap formulas (no exp, tanh, log) of the kernel's inputs alone, read only at their own width, and not
+    needed after the kernel. A bias add before a softmax's three loops, say: an add again costs less than a
+    column block of out written and read back, and out stays narrow (a GEMM reading a block of it reads rows
+    as far apart as out is wide)."""
+    readers = {}
+    for u in members:
+        for a in u.args:
+            readers.setdefault(id(a), []).append(u)
+    again = set()
+    for v in members:
+        rule = scalar_rule(v.op)
+        if (id(v) in held or rule is None or row_rule(v.op, v.ndim) is not None
+                or any(id(a) in mem or id(a) in slices for a in v.args)
+                or any(u.shape[-1] != v.shape[-1] for u in readers.get(id(v), ()))):
+            continue
+        formula = rule(v.op, ["x"] * len(v.args), repr)
+        if not any(f in formula for f in ("_exp(", "_tanh(", "math.")):
+            again.add(id(v))
+    return again
 
 
 def _plus(off):

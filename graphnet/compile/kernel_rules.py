@@ -12,7 +12,7 @@ import numpy as np
 from ..ops import (Abs, Add, AddN, AddScalar, Compare, Const, Deriv, Div, Exp, HardTanh, LeakyReLU, Log,
                    LogSoftmax, LogSoftmaxGrad, Maximum, Minimum, Mul, ReLU, Scale, Sigmoid, Softmax, SoftmaxGrad, Sqrt,
                    Square, Sub, Tanh, Threshold)
-from .picks import PickColumn, PickGradColumn
+from .picks import TARGET_ERROR, PickColumn, PickGradColumn
 
 _CMP = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
 
@@ -102,10 +102,11 @@ _ROW_RULES = {
 
 
 def _pick(op, a, p, f):
-    # x's row read at the row's target t (a column: read at its column 0), checked first as Pick.forward checks it
+    # x's row read at the row's target t (a column: read at its column 0), checked first as Pick.forward checks it.
+    # The error carries t and the classes as values (picks.readable_errors words them as Pick does): a message
+    # built in the kernel (str of an int) costs numba 2 s more to compile
     t = a[1].replace("j]", "0]")
-    check = (f"if {t} < 0 or {t} >= {op.classes}: raise IndexError('target class ' + str({t}) + ' is out of "
-             f"range for {op.classes} classes (targets are 0-based)')")
+    check = f"if {t} < 0 or {t} >= {op.classes}: raise IndexError('{TARGET_ERROR}', {t}, {op.classes})"
     return [], [check], a[0].replace("j]", f"{t}]")
 
 

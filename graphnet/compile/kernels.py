@@ -66,8 +66,10 @@ class Kernel:
 
     def function(self):
         from .numba_backend import load
+        from .picks import TARGET_ERROR, readable_errors
         helpers = {f: load(module_name(self.dtype), SOURCES[self.dtype], attr=f) for f in NAMES}
-        return load(self.name, self.module_source, helpers)
+        fn = load(self.name, self.module_source, helpers)
+        return readable_errors(fn) if TARGET_ERROR in self.body else fn
 
 
 def plan_kernel(members, slices, ext, outside, where=None, first=(), parts=()):

@@ -7,7 +7,23 @@ the rank-1 results the rest of the program reads are views of the columns.
 from __future__ import annotations
 
 from ..ops import Op, Pick, PickGrad, Reshape
+from ..ops.nnet import TARGET_OUT_OF_RANGE
 from .ir import Value, clone, resolve, substitute
+
+TARGET_ERROR = "target class out of range"       # a kernel's IndexError(TARGET_ERROR, target, classes)
+
+
+def readable_errors(kernel):
+    """``kernel`` (a compiled kernel that checks targets), its IndexError worded as Pick.forward words it."""
+    def call(*args):
+        try:
+            return kernel(*args)
+        except IndexError as e:
+            if len(e.args) == 3 and e.args[0] == TARGET_ERROR:
+                raise IndexError(TARGET_OUT_OF_RANGE.format(*e.args[1:])) from None
+            raise
+    call.__name__ = call.__qualname__ = getattr(kernel, "__name__", "kernel")
+    return call
 
 
 class PickColumn(Op):

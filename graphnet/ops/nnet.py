@@ -79,6 +79,9 @@ def _check_index_dtype(d, what):
         raise ShapeMismatch(f"{what} must hold integer indices, got dtype {d}")
 
 
+TARGET_OUT_OF_RANGE = "target class {} is out of range for {} classes (targets are 0-based)"
+
+
 class Pick(Op):
     """y[n] = x[n, t[n]]: one entry per row, chosen by integer targets t (0-based)"""
     arity = 2
@@ -100,7 +103,7 @@ class Pick(Op):
     def forward(self, x, t):
         if t.size and (t.min() < 0 or t.max() >= x.shape[1]):
             bad = t[(t < 0) | (t >= x.shape[1])][0]
-            raise IndexError(f"target class {bad} is out of range for {x.shape[1]} classes (targets are 0-based)")
+            raise IndexError(TARGET_OUT_OF_RANGE.format(bad, x.shape[1]))
         return x[np.arange(x.shape[0]), t]
 
     def vjp(self, b, g, y, x, t): return b(PickGrad(x.shape[1]), g, t), None

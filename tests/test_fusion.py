@@ -318,6 +318,15 @@ def test_a_cheap_value_of_the_inputs_is_computed_again_not_kept_in_out():
     prog, _ = run_passes(lower(g, [((4, 6), np.dtype("f8"))]), 2, "numba", check=True)
     (k,) = [v for v in prog.values if isinstance(v.op, FusedKernel) and "_key(" in v.op.kernel.body]   # forward
     assert k.op.width == 5 and k.op.kernel.body.count("r0[j] + r1[j]") == 3
+    # and at a column slice's offset: a cell's pre-activation, read as gates, is never stored
+    lin = nn.Linear(6, 8)(x)
+    y = nn.Sigmoid()(nn.Narrow(1, 0, 4)(lin)) * nn.Tanh()(nn.Narrow(1, 4, 4)(lin))
+    g = gn.gModule([x], [y]).float64()
+    plan = gn.compile(g, backend="numba")
+    np.testing.assert_allclose(plan.forward(a), gn.compile(g, level=0).forward(a), rtol=1e-12)
+    prog, _ = run_passes(lower(g, [((4, 6), np.dtype("f8"))]), 2, "numba", check=True)
+    (k,) = [v for v in prog.values if isinstance(v.op, FusedKernel) and v.op.kernel.body.count("_tanh(") == 2]
+    assert k.op.width == 12 and "(r0[4 + j] + r1[4 + j])" in k.op.kernel.body   # y, its factors: not lin's 8
 
 
 @pytest.mark.parametrize("bad", [3, -1])

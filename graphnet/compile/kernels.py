@@ -106,6 +106,7 @@ def plan_kernel(members, slices, ext, outside, where=None, first=(), parts=()):
             at += v.shape[-1]
     held = {id(slices[s][0]) if s in slices else s for s in outside} | {id(f) for f in first} | set(part)
     again = _recomputed(members, mem, slices, held)
+    cross -= again                              # (a column slice of one is computed again too, at its offset)
     for v in members:                           # read in a later loop: kept in out (or computed again there)
         for a in v.args:
             if id(a) in mem and level[id(a)] != level[id(v)] and id(a) not in again:
@@ -122,10 +123,13 @@ def plan_kernel(members, slices, ext, outside, where=None, first=(), parts=()):
     ext_pos = {id(a): k for k, a in enumerate(ext)}
     ext_info = [(a.ndim, {da for da in range(a.ndim - 1) if a.shape[da] == 1}) for a in ext]
 
-    def read(a, w):
-        """The expression reading value ``a`` at column j of a loop of width w."""
+    def read(a, w, shift=0):
+        """The expression reading value ``a`` at column shift + j of a loop of width w."""
+        if id(a) in slices and id(slices[id(a)][0]) in again:
+            a, shift = slices[id(a)][0], shift + slices[id(a)][1]
+            return f"({scalar_rule(a.op)(a.op, [read(x, w, shift) for x in a.args], c)})"
         if id(a) in again and level_of_reader[0] != level[id(a)]:
-            return f"({scalar_rule(a.op)(a.op, [read(x, w) for x in a.args], c)})"
+            return f"({scalar_rule(a.op)(a.op, [read(x, w, shift) for x in a.args], c)})"
         if id(a) in mem and id(a) not in offsets and id(a) not in part:
             return f"v{members.index(a)}"
         if id(a) in mem and level_of_reader[0] == level[id(a)] and a.shape[-1] == w:
@@ -143,7 +147,7 @@ def plan_kernel(members, slices, ext, outside, where=None, first=(), parts=()):
         k = ext_pos[id(base)]
         if a.ndim == 0:
             return f"s{k}"
-        return f"r{k}[{off}]" if a.shape[-1] == 1 and w > 1 else f"r{k}[{_plus(off)}j]"
+        return f"r{k}[{off}]" if a.shape[-1] == 1 and w > 1 else f"r{k}[{_plus(off + shift)}j]"
 
     loops = {}
     for v in members:
@@ -196,9 +200,9 @@ def plan_kernel(members, slices, ext, outside, where=None, first=(), parts=()):
 
 
 def _recomputed(members, mem, slices, held):
-    """ids of the members that later loops compute again where they read them, rather than read them from out:
-    cheap formulas (no exp, tanh, log) of the kernel's inputs alone, read only at their own width, and not
-    needed after the kernel. A bias add before a softmax's three loops, say: an add again costs less than a
+    """ids of the members that later loops compute again where they read them (or a column slice of them, at
+    its offset), rather than read them from out: cheap formulas (no exp, tanh, log) of the kernel's inputs
+    alone, read directly only at their own width, and not needed after the kernel. A bias add before a softmax's three loops, say: an add again costs less than a
     column block of out written and read back, and out stays narrow (a GEMM reading a block of it reads rows
     as far apart as out is wide)."""
     readers = {}

@@ -1,6 +1,6 @@
 """Optimization passes: each a pure function Program -> Program (it rewrites a clone, never its input), one per
 file, named as the pass; helpers they share: ``stacking`` (values stacked by rows), ``factors`` (gradient x
-forward products), ``addition_trees``.
+forward products), ``addition_trees``, ``fusion_groups`` (which values may fuse, and the groups they form).
 
 ``PIPELINE`` is the order they run in, one entry per run: the pass, the lowest level that runs it, the backends it
 runs for (None: every backend) and why it sits there. A pass for one backend only (a fusion of elementwise chains

@@ -237,6 +237,18 @@ def _lstm_with_head(T, B, V, H):
     return model, [((B, V), f8)] * T + [((B,), i8)] * T + [((B, H), f8)] * 2
 
 
+def _lstm_with_head_case(T, B, V, H):
+    """The LSTM with a head: the model, its lowered train step, that step after the numba pipeline, and arrays
+    to run it on."""
+    model, sig = _lstm_with_head(T, B, V, H)
+    lowered = lower(model, sig, wrt_inputs=[False] * len(sig), seeded=[True])
+    prog, _ = run_passes(lowered, 2, "numba", check=True)
+    r = np.random.default_rng(0)
+    arrays = [r.standard_normal((B, V)) for _ in range(T)] + [r.integers(0, V, B) for _ in range(T)]
+    arrays += [r.standard_normal((B, H)) for _ in range(2)]
+    return model, lowered, prog, arrays
+
+
 def _column_block_of_kernels(v):
     """A column block of a row stack of kernel outputs: rows as far apart as a kernel's whole output."""
     while isinstance(v.op, (Transpose, Contiguous)) or (isinstance(v.op, Slice) and v.op.dim % v.ndim == 0):
@@ -255,14 +267,10 @@ def test_gemms_read_stacks_of_kernel_results_as_contiguous_arrays():
     # read stacks of kernel results: a column block of the kernels' outputs stacked whole would spare a copy,
     # but a GEMM over rows that far apart ran 1.2-1.6x slower than over a copy (the step 10-18% slower)
     T, B, V, H = 4, 3, 5, 6
-    model, sig = _lstm_with_head(T, B, V, H)
-    prog, _ = run_passes(lower(model, sig, wrt_inputs=[False] * len(sig), seeded=[True]), 2, "numba", check=True)
+    model, _, prog, arrays = _lstm_with_head_case(T, B, V, H)
     gemms = [v for v in prog.values if isinstance(v.op, MatMul)]
     assert gemms and not [v for v in gemms if any(_column_block_of_kernels(a) for a in v.args)]
     assert [v for v in prog.values if isinstance(v.op, FusedKernel)]
-    r = np.random.default_rng(0)
-    arrays = [r.standard_normal((B, V)) for _ in range(T)] + [r.integers(0, V, B) for _ in range(T)]
-    arrays += [r.standard_normal((B, H)) for _ in range(2)]
     _same_train_step_on_both_backends(model, arrays)
 
 
@@ -272,8 +280,7 @@ def test_row_stacks_of_kernel_results_are_written_in_place_by_the_kernels():
     # plan puts in the stack's rows, so no stack of kernel results is copied
     from graphnet.compile.kernels import KernelResult
     T, B, V, H = 4, 3, 5, 6
-    model, sig = _lstm_with_head(T, B, V, H)
-    prog, _ = run_passes(lower(model, sig, wrt_inputs=[False] * len(sig), seeded=[True]), 2, "numba", check=True)
+    model, _, prog, arrays = _lstm_with_head_case(T, B, V, H)
     parts = [v for v in prog.values if isinstance(v.op, KernelResult)]
     stacked = [c for c in prog.values if isinstance(c.op, Concat) and c.op.dim == 0
                and all(isinstance(a.op, KernelResult) for a in c.args)]
@@ -282,9 +289,6 @@ def test_row_stacks_of_kernel_results_are_written_in_place_by_the_kernels():
     copied = [c for c in prog.values if isinstance(c.op, Concat) and any(
         isinstance(a.op, Slice) and isinstance(a.args[0].op, FusedKernel) for a in c.args)]
     assert not copied                           # (a stack of column blocks of kernel outputs: a copy)
-    r = np.random.default_rng(0)
-    arrays = [r.standard_normal((B, V)) for _ in range(T)] + [r.integers(0, V, B) for _ in range(T)]
-    arrays += [r.standard_normal((B, H)) for _ in range(2)]
     _same_train_step_on_both_backends(model, arrays)
 
 
@@ -292,19 +296,21 @@ def test_class_picking_joins_the_log_softmax_kernels():
     # ClassNLL's pick reads the log-softmax's row at the target, its gradient puts g at the target: both are
     # computed in the head's kernels (targets read as a column, once per row), not as numpy ops
     from graphnet.ops import Pick, PickGrad
-    T, B, V, H = 3, 4, 5, 6
-    model, sig = _lstm_with_head(T, B, V, H)
-    lowered = lower(model, sig, wrt_inputs=[False] * len(sig), seeded=[True])
-    prog, _ = run_passes(lowered, 2, "numba", check=True)
+    model, lowered, prog, arrays = _lstm_with_head_case(3, 4, 5, 6)
     assert any(isinstance(v.op, (Pick, PickGrad)) for v in lowered.values)
     assert not [v for v in prog.values if isinstance(v.op, (Pick, PickGrad))]
     sources = {v.op.kernel.body for v in prog.values if isinstance(v.op, FusedKernel)}
     assert any("_exp(" in k and "raise IndexError" in k for k in sources)          # log-softmax + pick
     assert any("if j == " in k and "_exp(" in k for k in sources)                 # their gradients
-    r = np.random.default_rng(0)
-    arrays = [r.standard_normal((B, V)) for _ in range(T)] + [r.integers(0, V, B) for _ in range(T)]
-    arrays += [r.standard_normal((B, H)) for _ in range(2)]
     _same_train_step_on_both_backends(model, arrays)
+
+
+def _kernels_agreeing_with_level0(g, a):
+    """The kernel values of g's numba program, once its plan's forward has agreed with level 0 on a."""
+    np.testing.assert_allclose(gn.compile(g, backend="numba").forward(a), gn.compile(g, level=0).forward(a),
+                               rtol=1e-12)
+    prog, _ = run_passes(lower(g, [(a.shape, a.dtype)]), 2, "numba", check=True)
+    return [v for v in prog.values if isinstance(v.op, FusedKernel)]
 
 
 def test_a_cheap_value_of_the_inputs_is_computed_again_not_kept_in_out():
@@ -313,19 +319,13 @@ def test_a_cheap_value_of_the_inputs_is_computed_again_not_kept_in_out():
     x = gn.Input()
     g = gn.gModule([x], [nn.LogSoftMax()(nn.Linear(6, 5)(x))]).float64()
     a = np.random.default_rng(0).standard_normal((4, 6))
-    plan = gn.compile(g, backend="numba")
-    np.testing.assert_allclose(plan.forward(a), gn.compile(g, level=0).forward(a), rtol=1e-12)
-    prog, _ = run_passes(lower(g, [((4, 6), np.dtype("f8"))]), 2, "numba", check=True)
-    (k,) = [v for v in prog.values if isinstance(v.op, FusedKernel) and "_key(" in v.op.kernel.body]   # forward
+    (k,) = [v for v in _kernels_agreeing_with_level0(g, a) if "_key(" in v.op.kernel.body]       # forward
     assert k.op.width == 5 and k.op.kernel.body.count("r0[j] + r1[j]") == 3
     # and at a column slice's offset: a cell's pre-activation, read as gates, is never stored
     lin = nn.Linear(6, 8)(x)
     y = nn.Sigmoid()(nn.Narrow(1, 0, 4)(lin)) * nn.Tanh()(nn.Narrow(1, 4, 4)(lin))
     g = gn.gModule([x], [y]).float64()
-    plan = gn.compile(g, backend="numba")
-    np.testing.assert_allclose(plan.forward(a), gn.compile(g, level=0).forward(a), rtol=1e-12)
-    prog, _ = run_passes(lower(g, [((4, 6), np.dtype("f8"))]), 2, "numba", check=True)
-    (k,) = [v for v in prog.values if isinstance(v.op, FusedKernel) and v.op.kernel.body.count("_tanh(") == 2]
+    (k,) = [v for v in _kernels_agreeing_with_level0(g, a) if v.op.kernel.body.count("_tanh(") == 2]
     assert k.op.width == 12 and "(r0[4 + j] + r1[4 + j])" in k.op.kernel.body   # y, its factors: not lin's 8
 
 

@@ -179,6 +179,8 @@ def plan_memory(values, preset, keep, fresh, computed, writable, prefix, referen
     for v in values:
         if v.op.written_by_arg:
             results_of.setdefault(v.args[0].id, []).append(v)
+    for rs in results_of.values():
+        rs.sort(key=lambda r: r.op.index)       # the order the op's call takes their arrays in
 
     def place(i, v):
         """Where v lives (its name and kind), chosen at step i."""

@@ -46,7 +46,8 @@ class Op:
     # --- code generation -----------------------------------------------------------------------------------
     elementwise = False            # True: out[i] depends on the inputs at i only (may write into a strided view)
     inplace = False                # True: ``expr_out`` may write over an input of the output's shape
-    written_by_arg = False         # True: its input's op writes it, given its array (a kernel's second output)
+    written_by_arg = False         # True: its input's op writes it, given its array (a kernel's second output;
+                                   # ``index``: the place of that array among the op's call's extra arguments)
 
     def expr(self, *args: str) -> str | None:
         """A numpy expression computing the output from argument expressions, or None to call ``forward``."""

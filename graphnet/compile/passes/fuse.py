@@ -171,7 +171,6 @@ def _rewrite(prog, groups, slices):
         fused_ops += len(ops)
     new = {}
 
-    stacks = _row_stacks(prog.values, replaced, order, pos)
     kernels = {id(k) for k, _ in made} | {id(pv) for pv in part_values}
 
     def get(v):
@@ -189,8 +188,8 @@ def _rewrite(prog, groups, slices):
     for k, ext in made:
         k.args = tuple(get(a) for a in ext)
     res = copy.copy(prog)
-    res.values = _topological([new[id(v)] for v in kept] + [k for k, _ in made] + part_values + slice_values
-                              + stacks, order)
+    res.values = _topological([new[id(v)] for v in kept] + [k for k, _ in made] + part_values + slice_values,
+                              order)
     res.args = [get(a) for a in prog.args]
     res.outputs = [get(o) for o in prog.outputs]
     res.seeds = [get(s) for s in prog.seeds]
@@ -210,37 +209,6 @@ def _handed_back(prog):
             out.add(id(r))
             r = r.args[0] if r.op.view and r.args else None
     return out
-
-
-def _row_stacks(values, replaced, order, pos):
-    """A row stack (Concat along dim 0) of one column block of several kernels' outputs is that block of the
-    row stack of the outputs, whose rows the kernels then write in place (memory plan): no copy. Returns the
-    new stacks; each replaced Concat maps to its block in ``replaced``."""
-    made = {}
-    for c in values:
-        if not (isinstance(c.op, Concat) and c.shape is not None and c.ndim >= 2 and c.op.dim % c.ndim == 0):
-            continue
-        parts = [replaced.get(id(a)) for a in c.args]
-        if not all(p is not None and isinstance(p.op, Slice) and isinstance(p.args[0].op, FusedKernel)
-                   for p in parts):
-            continue
-        ks = tuple(p.args[0] for p in parts)
-        spans = {(p.op.start, p.op.length) for p in parts}
-        if len(spans) != 1 or len({id(k) for k in ks}) != len(ks) or len({k.shape[1:] for k in ks}) != 1:
-            continue
-        key = tuple(id(k) for k in ks)
-        if key not in made:
-            rows = sum(k.shape[0] for k in ks)
-            made[key] = stack = Value(Concat(0), ks, (rows,) + ks[0].shape[1:], ks[0].dtype, c.src)
-            order[id(stack)] = (pos[id(c)], 0)
-            for k in ks:
-                k.op.elementwise = True          # written straight into its rows of the stack
-        (start, length), = spans
-        s = _value(Slice(c.ndim - 1, start, length), c.shape, c.dtype, c.src, c.id)
-        s.args = (made[key],)
-        order[id(s)] = (pos[id(c)], 1)
-        replaced[id(c)] = s
-    return list(made.values())
 
 
 def _column_stack(ops, users):

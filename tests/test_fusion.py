@@ -63,6 +63,7 @@ def test_random_graphs_agree_with_level0_float32(seed):
 @pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1))
+@example(seed=790444289)    # a group a path enters at a late member and leaves at an early one (no cycle made)
 def test_random_graphs_agree_with_level0_many_graphs(seed):
     g, arrays, seeds = _graph_case(seed, np.float64)
     _agree(_run(g, arrays, seeds, level=0), _run(g, arrays, seeds, level=2, backend="numba"), 1e-12)

@@ -13,6 +13,10 @@ class FusionGroups:
     def __init__(self):
         self.parent, self.members, self.key, self.reads = {}, {}, {}, {}
         self.span = {}                           # group id -> (schedule position of its first, last member)
+        # group id -> the groups reading it; -> the last position of any member of it or of a group it reads
+        # from, directly or not (a group reached from a target has a value after the target's first: it or one
+        # of the groups it reads, since a group reads at any of its members' positions)
+        self.down, self.high = {}, {}
         self.seen = 0                            # values seen so far (positions)
         self.group, self.deps = {}, {}           # id(value) -> its group id; -> group ids it reads
 
@@ -37,15 +41,31 @@ class FusionGroups:
         g = len(self.parent)
         self.parent[g], self.members[g], self.key[g], self.reads[g] = g, [], key, set()
         self.span[g] = (self.seen, self.seen)
+        self.down[g], self.high[g] = set(), self.seen
         return g
 
     def add(self, v, g):
         for a in v.args:
             if self.of(a) != g:
-                self.reads[g] |= self._entry(a)
+                entry = self._entry(a)
+                self.reads[g] |= entry
+                for h in entry:
+                    self.down[self.find(h)].add(g)
         self.group[id(v)] = g
         self.members[g].append(v)
         self.span[g] = (self.span[g][0], self.seen)
+        self._raise(g)
+
+    def _raise(self, g):
+        """g has a member at the latest position: so has every group that reads it, directly or not (``high``)."""
+        stack, done = [g], set()
+        while stack:
+            x = self.find(stack.pop())
+            if x in done or (x != g and self.high[x] >= self.seen):   # (raised already, and those reading it)
+                continue
+            done.add(x)
+            self.high[x] = self.seen
+            stack.extend(self.down[x])
 
     def merge(self, gs):
         g, *rest = gs
@@ -53,6 +73,8 @@ class FusionGroups:
             self.parent[h] = g
             self.members[g].extend(self.members.pop(h))
             self.reads[g] |= self.reads.pop(h)
+            self.down[g] |= self.down.pop(h)
+            self.high[g] = max(self.high[g], self.high.pop(h))
             self.span[g] = (min(self.span[g][0], self.span[h][0]), max(self.span[g][1], self.span[h][1]))
         return g
 
@@ -63,13 +85,15 @@ class FusionGroups:
         stack, seen = [], set()
         for m in readers:
             stack.extend(x for a in m.args if self.of(a) not in inside for x in self._entry(a))
-        # a group on a path from a target has a member after the target's first: the rest need no look
+        # a group on a path from a target has a member after the target's first, or reads from one that has
+        # (``high``): the rest need no look. (Its own members may all come before: a group that a path enters
+        # at a late member and leaves at an early one.)
         earliest = min(self.span[t][0] for t in targets)
         while stack:
             x = self.find(stack.pop())
             if x in targets:
                 return True
-            if x not in seen and self.span[x][1] >= earliest:
+            if x not in seen and self.high[x] >= earliest:
                 seen.add(x)
                 stack.extend(self.reads[x])
         return False

@@ -18,7 +18,10 @@ loop over a row becomes SIMD code:
 NaN propagates; exp overflows to inf and underflows to 0 where numpy's does (within an ulp of the bound). One
 module per dtype, compiled once and cached on disk. A kernel calls them as numba functions, not inlined by numba
 (``inline="always"`` types each call's copy again: 0.1-0.2 s more compile a kernel); LLVM inlines them in the
-kernel's machine code all the same, and vectorizes the loop around them.
+kernel's machine code all the same, and vectorizes the loop around them. They are compiled as written
+(``fastmath=False`` given): a numba function called from another inherits the caller's fastmath flags unless
+it sets its own, and is compiled once per type, so their rounding would depend on which kernel compiled first
+(a kernel's ``reassoc`` took exp to 3 ulps).
 """
 from __future__ import annotations
 
@@ -44,13 +47,13 @@ def _to_bits(typingctx, x):
     return {int_type}({float_type}), codegen
 
 
-@njit(error_model="numpy", nogil=True, cache=True)
+@njit(error_model="numpy", fastmath=False, nogil=True, cache=True)
 def _key(x):
     i = _to_bits(x)
     return i ^ ((i >> _I({bits_1})) & _I({mask}))
 
 
-@njit(error_model="numpy", nogil=True, cache=True)
+@njit(error_model="numpy", fastmath=False, nogil=True, cache=True)
 def _unkey(k):
     return _from_bits(k ^ ((k >> _I({bits_1})) & _I({mask})))
 '''
@@ -69,7 +72,7 @@ FLOAT32 = _HEAD.format(float_type="float32", int_type="int32") + _BITS.format(
     mask="0x7fffffff") + '''
 
 
-@njit(error_model="numpy", nogil=True, cache=True)
+@njit(error_model="numpy", fastmath=False, nogil=True, cache=True)
 def _exp(x):
     y = min(max(x, _F(-104.0)), _F(89.0))
     n = _I(math.floor(y * _F(1.44269504088896341) + _F(0.5)))
@@ -87,7 +90,7 @@ def _exp(x):
     return e if x == x else x
 
 
-@njit(error_model="numpy", nogil=True, cache=True)
+@njit(error_model="numpy", fastmath=False, nogil=True, cache=True)
 def _tanh(x):
     x = min(max(x, _F(-7.90531110763549805)), _F(7.90531110763549805))
     x2 = x * x
@@ -107,7 +110,7 @@ FLOAT64 = _HEAD.format(float_type="float64", int_type="int64") + _BITS.format(
     ir_type="ir.DoubleType()", float_type="types.float64", int_type="types.int64", bits=64, bits_1=63,
     mask="0x7fffffffffffffff") + '''
 
-@njit(error_model="numpy", nogil=True, cache=True)
+@njit(error_model="numpy", fastmath=False, nogil=True, cache=True)
 def _exp(x):
     y = min(max(x, -746.0), 710.0)
     n = _I(math.floor(y * 1.4426950408889634 + 0.5))
@@ -121,7 +124,7 @@ def _exp(x):
     return e if x == x else x
 
 
-@njit(error_model="numpy", nogil=True, cache=True)
+@njit(error_model="numpy", fastmath=False, nogil=True, cache=True)
 def _tanh(x):
     a = abs(x)
     # |x| < 0.625: Cephes' rational x + x z P(z) / Q(z), z = x^2

@@ -23,6 +23,7 @@ import numpy as np
 from ..ops import Op
 from .kernel_math import NAMES, SOURCES, module_name
 from .kernel_rules import convert, is_literal, literal, row_rule, scalar_rule
+from .picks import TARGET_CHECK
 
 _HEADER = '''import math
 import numpy as np
@@ -66,10 +67,11 @@ class Kernel:
 
     def function(self):
         from .numba_backend import load
-        from .picks import TARGET_ERROR, readable_errors
+        from .picks import readable_errors, target_checks
         helpers = {f: load(module_name(self.dtype), SOURCES[self.dtype], attr=f) for f in NAMES}
         fn = load(self.name, self.module_source, helpers)
-        return readable_errors(fn) if TARGET_ERROR in self.body else fn
+        classes = target_checks(self.body)
+        return readable_errors(fn, classes) if classes else fn
 
 
 def plan_kernel(members, slices, ext, outside, where=None, first=(), parts=()):
@@ -195,6 +197,8 @@ def plan_kernel(members, slices, ext, outside, where=None, first=(), parts=()):
                for da in range(rank - 1)]
         lines.append(f"{ind}r{k} = a{k}[{', '.join(idx)}]" if idx else f"{ind}r{k} = a{k}")
     lines += [ind + line for line in body]
+    if any(line.endswith(TARGET_CHECK) for line in body):
+        lines.append("    return 0")                # (a bad target is returned where it is found)
     single_loop = len(loops) == 1
     return Kernel("\n".join(lines) + "\n", dtype), offsets, width, single_loop
 

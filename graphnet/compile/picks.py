@@ -6,22 +6,29 @@ the rank-1 results the rest of the program reads are views of the columns.
 """
 from __future__ import annotations
 
+import re
+
 from ..ops import Op, Pick, PickGrad, Reshape
 from ..ops.nnet import TARGET_OUT_OF_RANGE
 from .ir import Value, clone, resolve, substitute
 
-TARGET_ERROR = "target class out of range"       # a kernel's IndexError(TARGET_ERROR, target, classes)
+TARGET_CHECK = "# target check"       # ends a kernel's line returning a target out of range for its classes
 
 
-def readable_errors(kernel):
-    """``kernel`` (a compiled kernel that checks targets), its IndexError worded as Pick.forward words it."""
+def target_checks(source: str) -> list[int]:
+    """The numbers of classes the targets are checked against in a kernel's source."""
+    return [int(c) for c in re.findall(rf">= (\d+): return .*{TARGET_CHECK}$", source, flags=re.M)]
+
+
+def readable_errors(kernel, classes):
+    """``kernel`` (a compiled kernel that checks targets against ``classes``, returning a bad one, else 0), with a
+    bad target raised as the IndexError Pick.forward raises. (Of several numbers of classes, the message names
+    the least the target is out of range for: a true statement whichever check found it.)"""
     def call(*args):
-        try:
-            return kernel(*args)
-        except IndexError as e:
-            if len(e.args) == 3 and e.args[0] == TARGET_ERROR:
-                raise IndexError(TARGET_OUT_OF_RANGE.format(*e.args[1:])) from None
-            raise
+        bad = kernel(*args)
+        if bad:
+            c = min(c for c in classes if not 0 <= bad < c)
+            raise IndexError(TARGET_OUT_OF_RANGE.format(bad, c))
     call.__name__ = call.__qualname__ = getattr(kernel, "__name__", "kernel")
     return call
 

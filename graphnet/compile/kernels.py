@@ -74,7 +74,7 @@ class Kernel:
         return readable_errors(fn, classes) if classes else fn
 
 
-def plan_kernel(members, slices, ext, outside, where=None, first=(), parts=()):
+def plan_kernel(members, slices, ext, outside, where=None, first=(), parts=(), shifts=None):
     """The kernel computing ``members`` (values of one rank, leading shape and dtype, in schedule order).
 
     ``slices``: id(slice value) -> (member it slices, start column); ``ext``: the arrays it reads, in order;
@@ -82,11 +82,13 @@ def plan_kernel(members, slices, ext, outside, where=None, first=(), parts=()):
     column offset) for inputs that are column slices of an array, read in place (a row of a column slice is
     not known to be contiguous: numba would not vectorize it); ``first``: members to lay out first, side by side
     in this order (the pieces of a column stack, which then is a block of out); ``parts``: members written into
-    arrays of their own, the kernel's arguments after ``ext`` (``KernelResult``). Returns (Kernel, {id(member):
+    arrays of their own, the kernel's arguments after ``ext`` (``KernelResult``); ``shifts``: ext position ->
+    a column offset that is an argument of the call (its last ones, ``c{k}``), not part of the source: a row
+    of that input is read from that column on (reads at ``where``'s offsets less it). Returns (Kernel, {id(member):
     column offset in out} for the members kept in out, the width of out, whether out may be one of its inputs'
     arrays). Each part is a list of members laid side by side in one array (a column stack's pieces)."""
     mem = {id(v) for v in members}
-    where = where or {}
+    where, shifts = where or {}, shifts or {}
     level, cross = {}, set()
     for v in members:
         lv = 0
@@ -147,6 +149,7 @@ def plan_kernel(members, slices, ext, outside, where=None, first=(), parts=()):
             return c(a.op.value)
         base, off = where.get(id(a), (a, 0))
         k = ext_pos[id(base)]
+        off -= shifts.get(k, 0)
         if a.ndim == 0:
             return f"s{k}"
         return f"r{k}[{off}]" if a.shape[-1] == 1 and w > 1 else f"r{k}[{_plus(off + shift)}j]"
@@ -180,7 +183,8 @@ def plan_kernel(members, slices, ext, outside, where=None, first=(), parts=()):
         if stores or any(re.search(rf"\bv{members.index(v)}\b", line.split(" = ", 1)[1]) for v in vs
                          for line in assigns):
             body += [f"for j in range({w}):"] + assigns + stores      # (a loop of values computed again: none)
-    args = "".join(f", a{k}" for k in range(len(ext))) + "".join(f", q{q}" for q in range(len(parts)))
+    args = "".join(f", a{k}" for k in range(len(ext))) + "".join(f", q{q}" for q in range(len(parts))) \
+        + "".join(f", c{k}" for k in sorted(shifts))
     lines = ['@njit(error_model="numpy", fastmath={"reassoc"}, nogil=True, cache=True)', f"def KERNEL(out{args}):"]
     ind = "    "
     lines += [f"{ind}s{k} = a{k}[()]" for k, (rank, _) in enumerate(ext_info) if rank == 0]
@@ -195,7 +199,8 @@ def plan_kernel(members, slices, ext, outside, where=None, first=(), parts=()):
             continue
         idx = [f"min(i{n - rank + da}, a{k}.shape[{da}] - 1)" if da in ones else f"i{n - rank + da}"
                for da in range(rank - 1)]
-        lines.append(f"{ind}r{k} = a{k}[{', '.join(idx)}]" if idx else f"{ind}r{k} = a{k}")
+        row = f"a{k}[{', '.join(idx)}]" if idx else f"a{k}"
+        lines.append(f"{ind}r{k} = {row}[c{k}:]" if k in shifts else f"{ind}r{k} = {row}")
     lines += [ind + line for line in body]
     if any(line.endswith(TARGET_CHECK) for line in body):
         lines.append("    return 0")                # (a bad target is returned where it is found)
@@ -235,8 +240,9 @@ class FusedKernel(Op):
     arity = None
     family = "fused"
 
-    def __init__(self, kernel: Kernel, width: int, ops: int, over=(), scalars=(), parts=0):
+    def __init__(self, kernel: Kernel, width: int, ops: int, over=(), scalars=(), parts=0, shifts=()):
         self.kernel, self.width, self.ops = kernel, int(width), int(ops)
+        self.shifts = tuple(int(c) for c in shifts)   # column offsets passed after the arrays (``plan_kernel``)
         self.parts = int(parts)              # results in arrays of their own: its last arguments (KernelResult)
         self.scalars = frozenset(scalars)    # positions of 0-d inputs: the plan may hold them as numpy scalars
         # the inputs it may be written over (of its shape and dtype), where that is safe at all; never as an
@@ -245,7 +251,7 @@ class FusedKernel(Op):
         self.inplace = bool(self.over)
 
     def attrs(self):
-        return (("kernel", self.kernel.name), ("ops", self.ops))
+        return (("kernel", self.kernel.name), ("ops", self.ops)) + ((("shifts", self.shifts),) if self.shifts else ())
 
     def shape(self, *shapes):
         n = max(len(s) for s in shapes)
@@ -272,13 +278,13 @@ class FusedKernel(Op):
         if out in inputs and self.over:               # the memory plan wrote it over an input
             name = self.kernel.written_over(inputs.index(out)).name
         args = [f"np.asarray({a})" if i in self.scalars else a for i, a in enumerate(args)]
-        return f"{name}({out}{''.join(', ' + a for a in args)})"
+        return f"{name}({out}{''.join(', ' + a for a in args + [str(c) for c in self.shifts])})"
 
     def forward(self, *xs):
         """``xs``: the inputs, then the arrays of the results kept apart (``parts``), which the call fills."""
         inputs = xs[:len(xs) - self.parts]
         out = np.empty(self.shape(*[x.shape for x in inputs]), self.kernel.dtype)
-        self.kernel.function()(out, *[np.asarray(x) for x in xs])
+        self.kernel.function()(out, *[np.asarray(x) for x in xs], *self.shifts)
         return out
 
     def __repr__(self):

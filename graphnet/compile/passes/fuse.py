@@ -88,6 +88,46 @@ def _rewrite(prog, groups, slices):
     for v in prog.values:
         for a in v.args:
             users.setdefault(id(a), []).append(v)
+    pos = {id(v): i for i, v in enumerate(prog.values)}
+    groups = _dependencies_first(groups, slices)
+    first_try = _place_groups(prog, groups, slices, users, {})
+    made, replaced, order, part_values, fused_ops, _ = _place_groups(
+        prog, groups, slices, users, _shared_layouts(groups, slices, first_try[-1]))
+    new = {}
+
+    kernels = {id(k) for k, _ in made} | {id(pv) for pv in part_values}
+
+    def get(v):
+        if v is None or id(v) in kernels:
+            return v
+        return replaced[id(v)] if id(v) in replaced else new[id(v)]
+
+    kept = [v for v in prog.values if id(v) not in replaced]
+    for v in kept:
+        new[id(v)] = nv = _value(v.op, v.shape, v.dtype, v.src, v.id)
+        order[id(nv)] = (pos[id(v)], 0)
+    for v in kept:
+        new[id(v)].args = tuple(get(a) for a in v.args)
+    slice_values = [s for s in replaced.values() if s is not None and isinstance(s.op, Slice)]
+    for k, ext in made:
+        k.args = tuple(get(a) for a in ext)
+    res = copy.copy(prog)
+    res.values = _topological([new[id(v)] for v in kept] + [k for k, _ in made] + part_values + slice_values,
+                              order)
+    res.args = [get(a) for a in prog.args]
+    res.outputs = [get(o) for o in prog.outputs]
+    res.seeds = [get(s) for s in prog.seeds]
+    res.params = [(p, get(v)) for p, v in prog.params]
+    res.input_grads = [get(g) for g in prog.input_grads]
+    res.param_grads = [get(g) for g in prog.param_grads]
+    res.meta = dict(prog.meta, fused_groups=len(groups), fused_ops=fused_ops)
+    return res
+
+
+def _place_groups(prog, groups, slices, users, shared):
+    """Each group's kernel, planned in order (a group reads its inputs where earlier kernels put them):
+    (kernels made with what they read, {id(old value): what replaces it}, schedule keys, KernelResult values,
+    ops fused, per group facts for ``_shared_layouts``). ``shared``: per group, what ``_shared_layouts`` says."""
     roots = {id(r) for r in prog.outputs + prog.input_grads + prog.param_grads if r is not None}
     pos = {id(v): i for i, v in enumerate(prog.values)}
     order = {}                                   # id(new value) -> where it goes in the schedule
@@ -97,7 +137,8 @@ def _rewrite(prog, groups, slices):
     fused_ops = 0
     handed_back = _handed_back(prog)
     part_values = []                             # KernelResult values: results kept in arrays of their own
-    for members in _dependencies_first(groups, slices):
+    facts = []                                   # per group: (its shape, results read after it, ext's offsets)
+    for members, (extra, shifted) in zip(groups, shared or [((), ())] * len(groups)):
         mem = {id(m) for m in members}
         ops = [m for m in members if id(m) not in slices]
         where = {id(a): _column_base(a, placed) for m in ops for a in m.args
@@ -109,18 +150,23 @@ def _rewrite(prog, groups, slices):
         stack = _column_stack(ops, users)
         first = stack.args if stack is not None else _row_stacked(ops, users)
         parts = _kept_apart(stack, first, users, handed_back)
-        kernel, offsets, width, single_loop = plan_kernel(ops, mine, ext, outside, where, first, parts)
+        base = [min(off for b, off in where.values() if b is a) for a in ext]
+        facts.append((_shape_key(members, slices), {i for i, m in enumerate(members) if id(m) in outside}, base))
+        kept = outside + [id(members[i]) for i in extra]       # (results its kernel shares keep, too)
+        shifts = {k: base[k] for k in shifted}
+        kernel, offsets, width, single_loop = plan_kernel(ops, mine, ext, kept, where, first, parts, shifts)
         if parts and not offsets:                # every result is stacked: the first stays in out
             parts = parts[1:]
-            kernel, offsets, width, single_loop = plan_kernel(ops, mine, ext, outside, where, first, parts)
+            kernel, offsets, width, single_loop = plan_kernel(ops, mine, ext, kept, where, first, parts, shifts)
         single = len(offsets) == 1
+        # (the memory plan writes over any input of its shape that dies here: none read from a given column)
         inplace = single and single_loop and not any(a.op.view or isinstance(a.op, Const) for a in ext) \
-            and all(off == 0 for _, off in where.values())
+            and all(off == 0 for _, off in where.values()) and not shifts
         last = max(members, key=lambda m: pos[id(m)])
         shape = tuple(ops[0].shape[:-1]) + (width,)
         over = [i for i, a in enumerate(ext) if inplace and tuple(a.shape) == shape and a.dtype == ops[0].dtype]
         k = Value(FusedKernel(kernel, width, len(ops), over, [i for i, a in enumerate(ext) if a.ndim == 0],
-                              len(parts)), (), shape, ops[0].dtype, last.src)
+                              len(parts), [shifts[i] for i in sorted(shifts)]), (), shape, ops[0].dtype, last.src)
         made.append((k, ext))
         order[id(k)] = (pos[id(last)], 0)
         apart = {}                               # id(member kept apart) -> (its KernelResult, column offset)
@@ -169,36 +215,49 @@ def _rewrite(prog, groups, slices):
             replaced[id(stack)] = s
             placed[id(stack)] = (k, offsets[id(stack.args[0])])
         fused_ops += len(ops)
-    new = {}
+    return made, replaced, order, part_values, fused_ops, facts
 
-    kernels = {id(k) for k, _ in made} | {id(pv) for pv in part_values}
 
-    def get(v):
-        if v is None or id(v) in kernels:
-            return v
-        return replaced[id(v)] if id(v) in replaced else new[id(v)]
 
-    kept = [v for v in prog.values if id(v) not in replaced]
-    for v in kept:
-        new[id(v)] = nv = _value(v.op, v.shape, v.dtype, v.src, v.id)
-        order[id(nv)] = (pos[id(v)], 0)
-    for v in kept:
-        new[id(v)].args = tuple(get(a) for a in v.args)
-    slice_values = [s for s in replaced.values() if s is not None and isinstance(s.op, Slice)]
-    for k, ext in made:
-        k.args = tuple(get(a) for a in ext)
-    res = copy.copy(prog)
-    res.values = _topological([new[id(v)] for v in kept] + [k for k, _ in made] + part_values + slice_values,
-                              order)
-    res.args = [get(a) for a in prog.args]
-    res.outputs = [get(o) for o in prog.outputs]
-    res.seeds = [get(s) for s in prog.seeds]
-    res.params = [(p, get(v)) for p, v in prog.params]
-    res.input_grads = [get(g) for g in prog.input_grads]
-    res.param_grads = [get(g) for g in prog.param_grads]
-    res.meta = dict(prog.meta, fused_groups=len(groups), fused_ops=fused_ops)
-    return res
+def _shape_key(members, slices):
+    """What a group computes, up to which arrays it reads: its ops in order, each argument a member (by
+    position), a literal or an outside array of some shape. Groups of one key (the steps of a recurrence) can
+    share one kernel."""
+    index = {id(m): i for i, m in enumerate(members)}
+    key = []
+    for m in members:
+        if id(m) in slices:
+            src, start = slices[id(m)]
+            key.append(("slice", index[id(src)], start, m.shape))
+            continue
+        args = tuple(("member", index[id(a)]) if id(a) in index else ("literal", a.op.key()) if is_literal(a)
+                     else ("input", a.shape, a.dtype.str) for a in m.args)
+        key.append((m.op.key(), m.shape, m.dtype.str, args))
+    return tuple(key)
 
+
+def _shared_layouts(groups, slices, facts):
+    """Per group, (positions of members its kernel keeps besides its own results, ext positions whose column
+    offset is an argument): what makes groups of one key (``_shape_key``) one kernel. A recurrence's first and
+    last steps differ from the others only in this: the last step's cell state is read by no later step (so not
+    kept), the first reads its initial state from an input at column 0, the others from the previous step's
+    output at the state's column. Kept alike and read at an offset given by the call, they run the kernel of
+    every other step: one compile, not three."""
+    alike = {}
+    for i, (key, _, _) in enumerate(facts):
+        alike.setdefault(key, []).append(i)
+    shared = [((), ())] * len(groups)
+    for mates in alike.values():
+        if len(mates) < 2:
+            continue
+        kept = set().union(*[facts[i][1] for i in mates])
+        bases = [facts[i][2] for i in mates]
+        shifted = ()
+        if len({len(b) for b in bases}) == 1:
+            shifted = tuple(k for k in range(len(bases[0])) if len({b[k] for b in bases}) > 1)
+        for i in mates:
+            shared[i] = (tuple(sorted(kept - facts[i][1])), shifted)
+    return shared
 
 def _handed_back(prog):
     """ids of the values the plan hands back (outputs, gradients) and of those they are views of: never a

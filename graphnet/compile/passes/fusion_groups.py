@@ -17,6 +17,7 @@ class FusionGroups:
         # from, directly or not (a group reached from a target has a value after the target's first: it or one
         # of the groups it reads, since a group reads at any of its members' positions)
         self.down, self.high = {}, {}
+        self.up = {}                             # group id -> the highest ``high`` of the groups it reads
         self.seen = 0                            # values seen so far (positions)
         self.group, self.deps = {}, {}           # id(value) -> its group id; -> group ids it reads
 
@@ -41,7 +42,7 @@ class FusionGroups:
         g = len(self.parent)
         self.parent[g], self.members[g], self.key[g], self.reads[g] = g, [], key, set()
         self.span[g] = (self.seen, self.seen)
-        self.down[g], self.high[g] = set(), self.seen
+        self.down[g], self.high[g], self.up[g] = set(), self.seen, -1
         return g
 
     def add(self, v, g):
@@ -50,7 +51,9 @@ class FusionGroups:
                 entry = self._entry(a)
                 self.reads[g] |= entry
                 for h in entry:
-                    self.down[self.find(h)].add(g)
+                    h = self.find(h)
+                    self.down[h].add(g)
+                    self.up[g] = max(self.up[g], self.high[h])
         self.group[id(v)] = g
         self.members[g].append(v)
         self.span[g] = (self.span[g][0], self.seen)
@@ -65,6 +68,8 @@ class FusionGroups:
                 continue
             done.add(x)
             self.high[x] = self.seen
+            if x != g:
+                self.up[x] = self.seen
             stack.extend(self.down[x])
 
     def merge(self, gs):
@@ -75,6 +80,7 @@ class FusionGroups:
             self.reads[g] |= self.reads.pop(h)
             self.down[g] |= self.down.pop(h)
             self.high[g] = max(self.high[g], self.high.pop(h))
+            self.up[g] = max(self.up[g], self.up.pop(h))
             self.span[g] = (min(self.span[g][0], self.span[h][0]), max(self.span[g][1], self.span[h][1]))
         return g
 
@@ -95,7 +101,8 @@ class FusionGroups:
                 return True
             if x not in seen and self.high[x] >= earliest:
                 seen.add(x)
-                stack.extend(self.reads[x])
+                if self.up[x] >= earliest:       # (else none of the groups it reads needs a look)
+                    stack.extend(self.reads[x])
         return False
 
     def can_join(self, v, chosen, g) -> bool:

@@ -79,6 +79,21 @@ def test_simplify_turns_gate_gradients_into_one_concat(rng):
     _same(prog, out, [rng.standard_normal((4, 3))])
 
 
+def test_simplify_adds_the_smaller_terms_of_a_sum_first(rng):
+    # x W + b + h U + c: the two biases are summed first, then added once to the full arrays (one pass over
+    # them, not two); a term of the full shape is needed for that, and its gradient is unchanged
+    x, h = gn.Input(), gn.Input()
+    y = nn.Tanh()(nn.CAddTable()(nn.Linear(3, 5)(x), nn.Linear(4, 5)(h)))
+    prog = _prog(gn.gModule([x, h], [y]), [(2, 3), (2, 4)])
+    out = simplify(prog)
+    biases = [v for v in out.forward_values() if isinstance(v.op, ops.AddN) and [a.ndim for a in v.args] == [1, 1]]
+    assert len(biases) == 1 and not [v for v in prog.forward_values() if isinstance(v.op, ops.AddN)
+                                     and [a.ndim for a in v.args] == [1, 1]]
+    (root,) = [v for v in out.forward_values() if biases[0] in v.args]
+    assert [a.ndim for a in root.args] == [2, 2, 1]
+    _same(prog, out, [rng.standard_normal((2, 3)), rng.standard_normal((2, 4))])
+
+
 @pytest.mark.parametrize("x_shape,to,dim,folds", [((), (4,), 0, True), ((1, 3), (2, 3), 0, True),
                                                    ((3,), (2, 3), 0, True), ((2, 1), (2, 3), 1, True),
                                                    ((2, 3), (2, 3), 0, False), ((2, 3), (2, 3), 1, False)])

@@ -3,12 +3,19 @@
 - A sum of Unslices that tile one dim (the gradient of several Narrows of one value, e.g. gates cut from one
   pre-activation) becomes one Concat: no zero arrays, no additions.
 - Ops that do nothing (Scale(1), a Reshape or Transpose that keeps the layout, a one-argument AddN) vanish.
+- A sum of a full array and several smaller ones that broadcast to it (a cell's input projection plus its two
+  biases) adds the smaller ones first: X + (b + c) is one pass over X, (X + b) + c two (and, on the numba
+  backend, a kernel to compile).
 - A stack of copies of one broadcast value is that value broadcast to the whole stack (a loss summed over time
   steps seeds every step's gradient with one broadcast scalar; batching the steps stacks the copies): a view,
   not a copy per piece.
 """
-from ...ops import AddN, BroadcastTo, Concat, Reshape, Scale, Transpose, Unslice
-from ..ir import Value, clone, resolve, substitute
+import math
+
+from ...ops import Add, AddN, BroadcastTo, Concat, Reshape, Scale, Transpose, Unslice
+from ...ops.base import broadcast_shapes
+from ..ir import Value, clone, resolve, roots, substitute, use_counts
+from .addition_trees import addends
 
 
 def _identity(v):
@@ -60,17 +67,41 @@ def _stacked_broadcast(v):
     return Value(BroadcastTo(v.shape), (x,), v.shape, v.dtype, v.src)
 
 
+def _small_terms_first(v, users, rooted, user):
+    """[sum of the smaller terms, v's new form] if v is the root of an addition tree with a term of v's shape and
+    two or more that broadcast to it with fewer elements; else None."""
+    if not isinstance(v.op, (Add, AddN)) or not v.shape or None in v.shape or \
+            (users[v.id] == 1 and v.id not in rooted and isinstance(user[v.id].op, (Add, AddN))):
+        return None                                   # only the root of an addition tree
+    terms = addends(v, users, rooted)
+    if any(t.shape is None or None in t.shape for t in terms):
+        return None
+    size = math.prod(v.shape)
+    small = [t for t in terms if math.prod(t.shape) < size]
+    full = [t for t in terms if t.shape == v.shape]
+    if len(small) < 2 or not full or len(small) + len(full) != len(terms):
+        return None
+    bias = Value(AddN(), tuple(small), broadcast_shapes(*[t.shape for t in small]), v.dtype, v.src)
+    return [bias, Value(AddN(), (*full, bias), v.shape, v.dtype, v.src)]
+
+
 def simplify(prog):
     p = clone(prog)
     sub = {}
-    for i, v in enumerate(p.values):
+    users, rooted = use_counts(p.values), {v.id for v in roots(p)}
+    user = {a.id: u for u in p.values for a in u.args}
+    values = []
+    for v in p.values:
         v.args = tuple(resolve(sub, a) for a in v.args)
         same = _identity(v)
         if same is not None:
             sub[v.id] = same
+            values.append(v)
             continue
         cat = _tiling_concat(v) or _stacked_broadcast(v)
-        if cat is not None:
-            p.values[i] = cat
-            sub[v.id] = cat
+        new = [cat] if cat is not None else _small_terms_first(v, users, rooted, user) or [v]
+        values += new
+        if new[-1] is not v:
+            sub[v.id] = new[-1]
+    p.values = values
     return substitute(p, sub)

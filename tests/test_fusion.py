@@ -299,13 +299,19 @@ def test_row_stacks_of_kernel_results_are_written_in_place_by_the_kernels():
 def test_every_step_of_a_recurrence_runs_one_kernel():
     # the first step reads the initial cell state from an input at column 0, the others from the previous
     # step's output at the state's column, and the last step's state is read by no later step: kept alike, with
-    # the column offset an argument of the call, the steps' forward share one kernel (one compile, not three)
+    # the column offset an argument of the call, the steps' forward share one kernel (one compile, not three).
+    # Backward, the step into the initial state computes no gradient for it: given that member, it shares the
+    # kernel of the steps before it (the last step, with no later step's gradient to add, has its own)
     T, B, V, H = 5, 3, 4, 6
     model, _, prog, arrays = _lstm_with_head_case(T, B, V, H)
-    cells = [v.op for v in prog.values if isinstance(v.op, FusedKernel) and v.op.kernel.body.count("_tanh(") == 3]
+    kernels = [v.op for v in prog.values if isinstance(v.op, FusedKernel)]
+    cells = [op for op in kernels if op.kernel.body.count("_tanh(") == 3]
     assert len(cells) == T and len({op.kernel.name for op in cells}) == 1
     assert len({op.shifts for op in cells}) == 2 and all(len(op.shifts) == 1 for op in cells)
     assert re.search(r"r(\d+) = a\1\[i0\]\[c\1:\]", cells[0].kernel.body)     # a row read from that column on
+    backward = [op for op in kernels if op.parts and "_tanh(" not in op.kernel.body and "_exp(" not in
+                op.kernel.body]                          # each step's gate gradients, written into their stack
+    assert len(backward) == T and len({op.kernel.name for op in backward}) == 2
     _same_train_step_on_both_backends(model, arrays)
 
 

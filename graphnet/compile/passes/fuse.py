@@ -26,6 +26,7 @@ from ..kernel_rules import is_literal
 from ..kernels import FusedKernel, KernelResult, plan_kernel
 from ..picks import as_columns
 from .fusion_groups import FusionGroups, fusable
+from .shared_kernels import complete_groups, shape_key, shared_layouts
 
 
 def fuse(prog):
@@ -89,10 +90,10 @@ def _rewrite(prog, groups, slices):
         for a in v.args:
             users.setdefault(id(a), []).append(v)
     pos = {id(v): i for i, v in enumerate(prog.values)}
-    groups = _dependencies_first(groups, slices)
+    groups = complete_groups(_dependencies_first(groups, slices), slices)
     first_try = _place_groups(prog, groups, slices, users, {})
     made, replaced, order, part_values, fused_ops, _ = _place_groups(
-        prog, groups, slices, users, _shared_layouts(groups, slices, first_try[-1]))
+        prog, groups, slices, users, shared_layouts(groups, first_try[-1]))
     new = {}
 
     kernels = {id(k) for k, _ in made} | {id(pv) for pv in part_values}
@@ -127,7 +128,7 @@ def _rewrite(prog, groups, slices):
 def _place_groups(prog, groups, slices, users, shared):
     """Each group's kernel, planned in order (a group reads its inputs where earlier kernels put them):
     (kernels made with what they read, {id(old value): what replaces it}, schedule keys, KernelResult values,
-    ops fused, per group facts for ``_shared_layouts``). ``shared``: per group, what ``_shared_layouts`` says."""
+    ops fused, per group facts for ``shared_layouts``). ``shared``: per group, what ``shared_layouts`` says."""
     roots = {id(r) for r in prog.outputs + prog.input_grads + prog.param_grads if r is not None}
     pos = {id(v): i for i, v in enumerate(prog.values)}
     order = {}                                   # id(new value) -> where it goes in the schedule
@@ -151,7 +152,7 @@ def _place_groups(prog, groups, slices, users, shared):
         first = stack.args if stack is not None else _row_stacked(ops, users)
         parts = _kept_apart(stack, first, users, handed_back)
         base = [min(off for b, off in where.values() if b is a) for a in ext]
-        facts.append((_shape_key(members, slices), {i for i, m in enumerate(members) if id(m) in outside}, base))
+        facts.append((shape_key(members, slices), {i for i, m in enumerate(members) if id(m) in outside}, base))
         kept = outside + [id(members[i]) for i in extra]       # (results its kernel shares keep, too)
         shifts = {k: base[k] for k in shifted}
         kernel, offsets, width, single_loop = plan_kernel(ops, mine, ext, kept, where, first, parts, shifts)
@@ -162,7 +163,7 @@ def _place_groups(prog, groups, slices, users, shared):
         # (the memory plan writes over any input of its shape that dies here: none read from a given column)
         inplace = single and single_loop and not any(a.op.view or isinstance(a.op, Const) for a in ext) \
             and all(off == 0 for _, off in where.values()) and not shifts
-        last = max(members, key=lambda m: pos[id(m)])
+        last = max(members, key=lambda m: pos.get(id(m), -1))      # (not a member complete_groups made)
         shape = tuple(ops[0].shape[:-1]) + (width,)
         over = [i for i, a in enumerate(ext) if inplace and tuple(a.shape) == shape and a.dtype == ops[0].dtype]
         k = Value(FusedKernel(kernel, width, len(ops), over, [i for i, a in enumerate(ext) if a.ndim == 0],
@@ -218,46 +219,6 @@ def _place_groups(prog, groups, slices, users, shared):
     return made, replaced, order, part_values, fused_ops, facts
 
 
-
-def _shape_key(members, slices):
-    """What a group computes, up to which arrays it reads: its ops in order, each argument a member (by
-    position), a literal or an outside array of some shape. Groups of one key (the steps of a recurrence) can
-    share one kernel."""
-    index = {id(m): i for i, m in enumerate(members)}
-    key = []
-    for m in members:
-        if id(m) in slices:
-            src, start = slices[id(m)]
-            key.append(("slice", index[id(src)], start, m.shape))
-            continue
-        args = tuple(("member", index[id(a)]) if id(a) in index else ("literal", a.op.key()) if is_literal(a)
-                     else ("input", a.shape, a.dtype.str) for a in m.args)
-        key.append((m.op.key(), m.shape, m.dtype.str, args))
-    return tuple(key)
-
-
-def _shared_layouts(groups, slices, facts):
-    """Per group, (positions of members its kernel keeps besides its own results, ext positions whose column
-    offset is an argument): what makes groups of one key (``_shape_key``) one kernel. A recurrence's first and
-    last steps differ from the others only in this: the last step's cell state is read by no later step (so not
-    kept), the first reads its initial state from an input at column 0, the others from the previous step's
-    output at the state's column. Kept alike and read at an offset given by the call, they run the kernel of
-    every other step: one compile, not three."""
-    alike = {}
-    for i, (key, _, _) in enumerate(facts):
-        alike.setdefault(key, []).append(i)
-    shared = [((), ())] * len(groups)
-    for mates in alike.values():
-        if len(mates) < 2:
-            continue
-        kept = set().union(*[facts[i][1] for i in mates])
-        bases = [facts[i][2] for i in mates]
-        shifted = ()
-        if len({len(b) for b in bases}) == 1:
-            shifted = tuple(k for k in range(len(bases[0])) if len({b[k] for b in bases}) > 1)
-        for i in mates:
-            shared[i] = (tuple(sorted(kept - facts[i][1])), shifted)
-    return shared
 
 def _handed_back(prog):
     """ids of the values the plan hands back (outputs, gradients) and of those they are views of: never a

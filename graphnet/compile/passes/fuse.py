@@ -91,6 +91,7 @@ def _rewrite(prog, groups, slices):
             users.setdefault(id(a), []).append(v)
     pos = {id(v): i for i, v in enumerate(prog.values)}
     groups = complete_groups(_dependencies_first(groups, slices), slices)
+    # planned twice: the first time tells which groups can share a kernel, and how (``shared_kernels``)
     first_try = _place_groups(prog, groups, slices, users, {})
     made, replaced, order, part_values, fused_ops, _ = _place_groups(
         prog, groups, slices, users, shared_layouts(groups, first_try[-1]))
@@ -138,7 +139,7 @@ def _place_groups(prog, groups, slices, users, shared):
     fused_ops = 0
     handed_back = _handed_back(prog)
     part_values = []                             # KernelResult values: results kept in arrays of their own
-    facts = []                                   # per group: (its shape, results read after it, ext's offsets)
+    facts = []                                   # per group: (its key, members read after it, ext's columns)
     for members, (extra, shifted) in zip(groups, shared or [((), ())] * len(groups)):
         mem = {id(m) for m in members}
         ops = [m for m in members if id(m) not in slices]
@@ -217,7 +218,6 @@ def _place_groups(prog, groups, slices, users, shared):
             placed[id(stack)] = (k, offsets[id(stack.args[0])])
         fused_ops += len(ops)
     return made, replaced, order, part_values, fused_ops, facts
-
 
 
 def _handed_back(prog):

@@ -25,7 +25,9 @@ def hoist_invariants(prog):
         fixed = [i for i, t in enumerate(terms) if len(t.shape) < len(v.shape)]
         if block is None or not fixed or len(terms) == 1 + len(fixed):
             continue
-        inner = Value(AddN(), tuple(terms[i] for i in [block] + fixed), v.shape, v.dtype, v.src)
+        # (one bias: an Add, which the memory plan may write over the block's array, as it does a Linear's)
+        inner = Value(Add() if len(fixed) == 1 else AddN(), tuple(terms[i] for i in [block] + fixed), v.shape,
+                      v.dtype, v.src)
         rest = tuple(t for i, t in enumerate(terms) if i != block and i not in fixed)
         outer = Value(AddN(), (inner,) + rest, v.shape, v.dtype, v.src)
         new += [inner, outer]

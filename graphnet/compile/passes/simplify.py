@@ -82,7 +82,8 @@ def _small_terms_first(v, users, rooted, user):
     if len(small) < 2 or not full or len(small) + len(full) != len(terms):
         return None
     bias = Value(AddN(), tuple(small), broadcast_shapes(*[t.shape for t in small]), v.dtype, v.src)
-    return [bias, Value(AddN(), (*full, bias), v.shape, v.dtype, v.src)]
+    op = Add() if len(full) == 1 else AddN()         # (an Add the memory plan may write over X's array)
+    return [bias, Value(op, (*full, bias), v.shape, v.dtype, v.src)]
 
 
 def simplify(prog):

@@ -1,7 +1,7 @@
 """A bias added to a row block moved next to it, so that the block sums batch too."""
-from ...ops import Add, AddN
+from ...ops import AddN
 from ..ir import Value, clone, finish, roots, use_counts
-from .addition_trees import addends
+from .addition_trees import addends, is_tree_root, sum_of
 from .stacking import row_block
 
 
@@ -17,17 +17,14 @@ def hoist_invariants(prog):
     user = {a.id: u for u in p.values for a in u.args}
     sub, new = {}, []
     for v in p.values:
-        if not isinstance(v.op, (Add, AddN)) or not v.shape or (users[v.id] == 1 and v.id not in rooted
-                                                               and isinstance(user[v.id].op, (Add, AddN))):
-            continue                                  # only the root of an addition tree
+        if not is_tree_root(v, users, rooted, user):
+            continue
         terms = addends(v, users, rooted)
         block = next((i for i, t in enumerate(terms) if row_block(t) is not None and t.shape == v.shape), None)
         fixed = [i for i, t in enumerate(terms) if len(t.shape) < len(v.shape)]
         if block is None or not fixed or len(terms) == 1 + len(fixed):
             continue
-        # (one bias: an Add, which the memory plan may write over the block's array, as it does a Linear's)
-        inner = Value(Add() if len(fixed) == 1 else AddN(), tuple(terms[i] for i in [block] + fixed), v.shape,
-                      v.dtype, v.src)
+        inner = sum_of([terms[i] for i in [block] + fixed], v.shape, v.dtype, v.src)
         rest = tuple(t for i, t in enumerate(terms) if i != block and i not in fixed)
         outer = Value(AddN(), (inner,) + rest, v.shape, v.dtype, v.src)
         new += [inner, outer]

@@ -12,10 +12,10 @@
 """
 import math
 
-from ...ops import Add, AddN, BroadcastTo, Concat, Reshape, Scale, Transpose, Unslice
+from ...ops import AddN, BroadcastTo, Concat, Reshape, Scale, Transpose, Unslice
 from ...ops.base import broadcast_shapes
 from ..ir import Value, clone, resolve, roots, substitute, use_counts
-from .addition_trees import addends
+from .addition_trees import addends, is_tree_root, sum_of
 
 
 def _identity(v):
@@ -70,9 +70,8 @@ def _stacked_broadcast(v):
 def _small_terms_first(v, users, rooted, user):
     """[sum of the smaller terms, v's new form] if v is the root of an addition tree with a term of v's shape and
     two or more that broadcast to it with fewer elements; else None."""
-    if not isinstance(v.op, (Add, AddN)) or not v.shape or None in v.shape or \
-            (users[v.id] == 1 and v.id not in rooted and isinstance(user[v.id].op, (Add, AddN))):
-        return None                                   # only the root of an addition tree
+    if not is_tree_root(v, users, rooted, user) or None in v.shape:
+        return None
     terms = addends(v, users, rooted)
     if any(t.shape is None or None in t.shape for t in terms):
         return None
@@ -82,8 +81,7 @@ def _small_terms_first(v, users, rooted, user):
     if len(small) < 2 or not full or len(small) + len(full) != len(terms):
         return None
     bias = Value(AddN(), tuple(small), broadcast_shapes(*[t.shape for t in small]), v.dtype, v.src)
-    op = Add() if len(full) == 1 else AddN()         # (an Add the memory plan may write over X's array)
-    return [bias, Value(op, (*full, bias), v.shape, v.dtype, v.src)]
+    return [bias, sum_of([*full, bias], v.shape, v.dtype, v.src)]
 
 
 def simplify(prog):

@@ -124,3 +124,20 @@ def test_a_large_strided_copy_goes_over_in_tiles_exactly(rng, shape):
         out = np.empty(x.shape, x.dtype)
         copy_in_tiles(out, x)
         assert np.array_equal(out, x) and out.flags.c_contiguous
+
+
+def test_an_op_is_written_over_only_the_inputs_it_allows():
+    # a fused kernel reading an input from a column the call gives may not be written over that input: the
+    # memory plan picks among the positions the op names (Op.over), not any dying input of the output's shape
+    from graphnet.compile.ir import Value
+    from graphnet.compile.memory import _in_place
+    from graphnet.ops import Add
+
+    class Picky(Add):
+        over = (1,)
+    f8 = np.dtype(np.float64)
+    a, b = Value(gn.ops.Tanh(), (), (2, 3), f8, None), Value(gn.ops.Tanh(), (), (2, 3), f8, None)
+    ids = {a.id: a.id, b.id: b.id}
+    for op, written in ((Add(), a), (Picky(), b)):
+        v = Value(op, (a, b), (2, 3), f8, None)
+        assert _in_place(v, 7, ids, ids, {a.id: 7, b.id: 7}, set()) is written

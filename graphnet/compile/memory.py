@@ -293,8 +293,11 @@ class _Arena:
 
 
 def _in_place(v, i, root, owner, last, keep_ids):
-    """An input to write v over: one that dies here, of v's shape and dtype, whose block it owns outright."""
-    for a in v.args:
+    """An input to write v over: one that dies here, of v's shape and dtype, whose block it owns outright, at a
+    position the op allows (``Op.over``)."""
+    for k, a in enumerate(v.args):
+        if v.op.over is not None and k not in v.op.over:
+            continue
         if (root.get(a.id) == a.id and a.id in owner and last.get(a.id) == i and a.id not in keep_ids
                 and tuple(a.shape) == tuple(v.shape) and a.dtype == v.dtype):
             return a

@@ -46,6 +46,7 @@ class Op:
     # --- code generation -----------------------------------------------------------------------------------
     elementwise = False            # True: out[i] depends on the inputs at i only (may write into a strided view)
     inplace = False                # True: ``expr_out`` may write over an input of the output's shape
+    over = None                    # with ``inplace``: the positions of the inputs it may write over (None: any)
     written_by_arg = False         # True: its input's op writes it, given its array (a kernel's second output;
                                    # ``index``: the place of that array among the op's call's extra arguments)
 

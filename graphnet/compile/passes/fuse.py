@@ -161,12 +161,12 @@ def _place_groups(prog, groups, slices, users, shared):
             parts = parts[1:]
             kernel, offsets, width, single_loop = plan_kernel(ops, mine, ext, kept, where, first, parts, shifts)
         single = len(offsets) == 1
-        # (the memory plan writes over any input of its shape that dies here: none read from a given column)
         inplace = single and single_loop and not any(a.op.view or isinstance(a.op, Const) for a in ext) \
-            and all(off == 0 for _, off in where.values()) and not shifts
+            and all(off == 0 for _, off in where.values())
         last = max(members, key=lambda m: pos.get(id(m), -1))      # (not a member complete_groups made)
         shape = tuple(ops[0].shape[:-1]) + (width,)
-        over = [i for i, a in enumerate(ext) if inplace and tuple(a.shape) == shape and a.dtype == ops[0].dtype]
+        over = [i for i, a in enumerate(ext) if inplace and tuple(a.shape) == shape and a.dtype == ops[0].dtype
+                and i not in shifts]                 # (not one read from a column the call gives)
         k = Value(FusedKernel(kernel, width, len(ops), over, [i for i, a in enumerate(ext) if a.ndim == 0],
                               len(parts), [shifts[i] for i in sorted(shifts)]), (), shape, ops[0].dtype, last.src)
         made.append((k, ext))

@@ -90,11 +90,10 @@ def shared_layouts(groups, facts):
 
 
 def complete_groups(groups, slices):
-    """The groups, each in its ``canonical`` order, those of a key that is another key less some members given
-    those members (new values on
-    their own members and inputs; ``slices`` gets the new column slices), where the other key's groups are more
-    in number: the few steps at a recurrence's end join the many. The shortest such key wins; a group that would
-    need an input it does not read stays as it is."""
+    """The groups, each in its ``canonical`` order; those of a key that is another key less some members are
+    given those members (new values on their own members and inputs; ``slices`` gets the new column slices)
+    where the other key's groups are more in number: the few steps at a recurrence's end join the many. The
+    shortest such key wins; a group that would need an input it does not read stays as it is."""
     groups = [canonical(g, slices) for g in groups]
     keys = [shape_key(g, slices) for g in groups]
     count = {}
